@@ -1,0 +1,1 @@
+//! Configuration loading (placeholder, being written).
