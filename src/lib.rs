@@ -1,4 +1,14 @@
 //! netshim: a node agent that maps every pod's network interfaces to their host-side peers and
-//! publishes pod-perspective counters through collector-style pipelines.
+//! publishes pod-perspective counters through collector-style pipelines
+//! (receivers → resolvers → exporters).
 
+pub mod components;
 pub mod config;
+pub mod exporters;
+pub mod model;
+pub mod output;
+pub mod pipeline;
+pub mod receivers;
+pub mod resolvers;
+pub mod sys;
+pub mod telemetry;

@@ -1,0 +1,349 @@
+//! The types components meet through: receivers yield [`Sandbox`]es, resolvers turn a [`Batch`]
+//! of them into [`PodNetwork`]s, exporters publish an immutable [`Snapshot`].
+//!
+//! These types are also the schema of `netshim discover --output json` (see the README), so field
+//! names here are part of the public interface.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::SystemTime;
+
+use serde::{Serialize, Serializer};
+
+/// A network namespace as the kernel identifies it: the (device, inode) of its nsfs file. The
+/// same namespace reached through a bind mount and through `/proc/PID/ns/net` has the same key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct NetnsKey {
+    pub dev: u64,
+    pub inode: u64,
+}
+
+/// Where a network namespace can be opened, and which one it was when it was found there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NetnsRef {
+    /// A bind mount (`/run/netns/x`) or `/proc/PID/ns/net`.
+    pub path: PathBuf,
+    pub inode: u64,
+    #[serde(skip)]
+    pub dev: u64,
+}
+
+impl NetnsRef {
+    pub fn key(&self) -> NetnsKey {
+        NetnsKey {
+            dev: self.dev,
+            inode: self.inode,
+        }
+    }
+}
+
+/// What is known of the pod that owns a sandbox. Any part may be unknown: the `netns` receiver
+/// knows only the uid (from the cgroup path), the runtime knows name and namespace.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct PodIdentity {
+    pub name: Option<String>,
+    pub namespace: Option<String>,
+    pub uid: Option<String>,
+    /// Extra attributes, keyed by OpenTelemetry attribute name (`k8s.deployment.name`, …).
+    pub attributes: BTreeMap<String, String>,
+}
+
+/// A container of a sandbox, as the runtime reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Container {
+    pub id: String,
+    pub name: String,
+    pub image: String,
+}
+
+/// What a receiver knows of one pod before its network is looked at.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Sandbox {
+    /// The pod's network namespace; `None` for host-network sandboxes and sandboxes whose
+    /// namespace could not be determined.
+    pub netns: Option<NetnsRef>,
+    /// A process known to live in the namespace.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    pub pod: Option<PodIdentity>,
+    /// The runtime's sandbox id, when a runtime reported it.
+    pub sandbox_id: Option<String>,
+    /// The pod shares the node's network namespace: it gets no per-interface data, since the
+    /// node's interfaces are not the pod's.
+    pub host_network: bool,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub containers: Vec<Container>,
+}
+
+impl Sandbox {
+    /// The key two receivers' records of one pod meet on: the namespace, else the runtime's
+    /// sandbox id.
+    pub fn merge_key(&self) -> Option<MergeKey> {
+        match (&self.netns, &self.sandbox_id) {
+            (Some(n), _) => Some(MergeKey::Netns(n.key())),
+            (None, Some(id)) => Some(MergeKey::SandboxId(id.clone())),
+            (None, None) => None,
+        }
+    }
+
+    /// Adds what `other` knows and `self` does not. `self` wins where both know something: the
+    /// pipeline lists receivers in config order, the first being the most trusted.
+    pub fn absorb(&mut self, other: Sandbox) {
+        if self.netns.is_none() {
+            self.netns = other.netns;
+        }
+        self.pid = self.pid.or(other.pid);
+        self.sandbox_id = self.sandbox_id.take().or(other.sandbox_id);
+        self.host_network |= other.host_network;
+        if self.containers.is_empty() {
+            self.containers = other.containers;
+        }
+        match (&mut self.pod, other.pod) {
+            (Some(mine), Some(theirs)) => mine.absorb(theirs),
+            (mine @ None, theirs) => *mine = theirs,
+            (Some(_), None) => {}
+        }
+    }
+}
+
+impl PodIdentity {
+    fn absorb(&mut self, other: PodIdentity) {
+        self.name = self.name.take().or(other.name);
+        self.namespace = self.namespace.take().or(other.namespace);
+        self.uid = self.uid.take().or(other.uid);
+        for (k, v) in other.attributes {
+            self.attributes.entry(k).or_insert(v);
+        }
+    }
+}
+
+/// See [`Sandbox::merge_key`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum MergeKey {
+    Netns(NetnsKey),
+    SandboxId(String),
+}
+
+/// Merges the sandboxes several receivers reported into one record per pod, in receiver order.
+pub fn merge_sandboxes(lists: impl IntoIterator<Item = Vec<Sandbox>>) -> Vec<Sandbox> {
+    let mut out: Vec<Sandbox> = Vec::new();
+    let mut index: std::collections::HashMap<MergeKey, usize> = std::collections::HashMap::new();
+    for list in lists {
+        for sandbox in list {
+            match sandbox.merge_key() {
+                Some(key) => match index.get(&key) {
+                    Some(&at) => out[at].absorb(sandbox),
+                    None => {
+                        index.insert(key, out.len());
+                        out.push(sandbox);
+                    }
+                },
+                None => out.push(sandbox),
+            }
+        }
+    }
+    out
+}
+
+/// The 64-bit interface counters, from the pod's point of view: `rx_bytes` is what the pod
+/// received.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Counters {
+    pub rx_bytes: u64,
+    pub tx_bytes: u64,
+    pub rx_packets: u64,
+    pub tx_packets: u64,
+    pub rx_errors: u64,
+    pub tx_errors: u64,
+    pub rx_dropped: u64,
+    pub tx_dropped: u64,
+}
+
+impl Counters {
+    /// The same counters seen from the other end of a point-to-point pair (a veth's host end
+    /// receives what the pod end transmits).
+    pub fn swapped(self) -> Self {
+        Counters {
+            rx_bytes: self.tx_bytes,
+            tx_bytes: self.rx_bytes,
+            rx_packets: self.tx_packets,
+            tx_packets: self.rx_packets,
+            rx_errors: self.tx_errors,
+            tx_errors: self.rx_errors,
+            rx_dropped: self.tx_dropped,
+            tx_dropped: self.rx_dropped,
+        }
+    }
+}
+
+/// An address on an interface, shown as `ip/prefix`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct IfAddress {
+    pub ip: IpAddr,
+    pub prefix_len: u8,
+}
+
+impl fmt::Display for IfAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.ip, self.prefix_len)
+    }
+}
+
+impl Serialize for IfAddress {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// The host-side end of a pod interface.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Peer {
+    pub name: String,
+    pub ifindex: u32,
+    pub kind: String,
+}
+
+/// One interface inside a pod's network namespace.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Interface {
+    /// The pod-side name (`eth0`, `net1`, …).
+    pub name: String,
+    /// The pod-side index (indexes are per namespace: only meaningful with the namespace).
+    pub ifindex: u32,
+    /// The link kind (`veth`, `netkit`, `macvlan`, …), `loopback`, or `device` when the kernel
+    /// reports no kind.
+    pub kind: String,
+    pub mac: Option<String>,
+    pub addresses: Vec<IfAddress>,
+    /// The paired interface in the host's namespace; `None` for interfaces with no host end
+    /// (macvlan, ipvlan, SR-IOV, a veth whose other end is in another pod).
+    pub peer: Option<Peer>,
+    pub counters: Counters,
+}
+
+/// One pod (or bare network namespace) and its interfaces.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PodNetwork {
+    #[serde(flatten)]
+    pub sandbox: Sandbox,
+    pub interfaces: Vec<Interface>,
+}
+
+impl PodNetwork {
+    pub fn new(sandbox: Sandbox) -> Self {
+        PodNetwork {
+            sandbox,
+            interfaces: Vec::new(),
+        }
+    }
+}
+
+/// What resolvers work on during one cycle.
+#[derive(Debug, Clone, Default)]
+pub struct Batch {
+    pub pods: Vec<PodNetwork>,
+}
+
+impl Batch {
+    pub fn from_sandboxes(sandboxes: impl IntoIterator<Item = Sandbox>) -> Self {
+        Batch {
+            pods: sandboxes.into_iter().map(PodNetwork::new).collect(),
+        }
+    }
+}
+
+/// The finished result of one cycle. Exporters get it behind an `Arc` and never see a
+/// half-built one.
+#[derive(Debug, Clone, Serialize)]
+pub struct Snapshot {
+    /// The node this agent runs on.
+    pub node: String,
+    /// When the cycle that built it finished.
+    #[serde(serialize_with = "serialize_unix_seconds")]
+    pub taken_at: SystemTime,
+    pub pods: Vec<PodNetwork>,
+}
+
+fn serialize_unix_seconds<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+    let secs = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0);
+    s.serialize_f64(secs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn swapped_exchanges_every_direction() {
+        let c = Counters {
+            rx_bytes: 1,
+            tx_bytes: 2,
+            rx_packets: 3,
+            tx_packets: 4,
+            rx_errors: 5,
+            tx_errors: 6,
+            rx_dropped: 7,
+            tx_dropped: 8,
+        };
+        let s = c.swapped();
+        assert_eq!((s.rx_bytes, s.tx_bytes), (2, 1));
+        assert_eq!((s.rx_packets, s.tx_packets), (4, 3));
+        assert_eq!((s.rx_errors, s.tx_errors), (6, 5));
+        assert_eq!((s.rx_dropped, s.tx_dropped), (8, 7));
+        assert_eq!(s.swapped(), c);
+    }
+
+    #[test]
+    fn merge_joins_records_of_one_namespace_and_keeps_the_first_receivers_values() {
+        let ns = |inode| NetnsRef {
+            path: format!("/run/netns/{inode}").into(),
+            inode,
+            dev: 4,
+        };
+        let from_runtime = Sandbox {
+            netns: Some(ns(10)),
+            sandbox_id: Some("abc".into()),
+            pod: Some(PodIdentity {
+                name: Some("web".into()),
+                namespace: Some("shop".into()),
+                ..PodIdentity::default()
+            }),
+            ..Sandbox::default()
+        };
+        let from_scan = Sandbox {
+            netns: Some(ns(10)),
+            pid: Some(42),
+            pod: Some(PodIdentity {
+                uid: Some("u-1".into()),
+                name: Some("other".into()),
+                ..PodIdentity::default()
+            }),
+            ..Sandbox::default()
+        };
+        let other = Sandbox {
+            netns: Some(ns(11)),
+            ..Sandbox::default()
+        };
+        let merged = merge_sandboxes([vec![from_runtime], vec![from_scan, other]]);
+        assert_eq!(merged.len(), 2);
+        let pod = merged[0].pod.as_ref().unwrap();
+        assert_eq!(pod.name.as_deref(), Some("web"));
+        assert_eq!(pod.uid.as_deref(), Some("u-1"));
+        assert_eq!(merged[0].pid, Some(42));
+        assert_eq!(merged[0].sandbox_id.as_deref(), Some("abc"));
+    }
+
+    #[test]
+    fn address_serializes_as_cidr() {
+        let a = IfAddress {
+            ip: "10.1.2.3".parse().unwrap(),
+            prefix_len: 24,
+        };
+        assert_eq!(serde_json::to_string(&a).unwrap(), "\"10.1.2.3/24\"");
+    }
+}

@@ -1,0 +1,45 @@
+//! One collection cycle: merge what the receivers found, run the resolvers, seal a snapshot.
+
+use std::time::SystemTime;
+
+use tracing::warn;
+
+use crate::model::{Batch, Sandbox, Snapshot, merge_sandboxes};
+
+use super::Pipeline;
+
+/// Runs the resolvers over the receivers' latest results and seals the snapshot. A resolver
+/// that fails is logged and skipped: the batch goes on with what the others added.
+pub async fn resolve(pipeline: &Pipeline, node: &str, found: Vec<Vec<Sandbox>>) -> Snapshot {
+    let mut batch = Batch::from_sandboxes(merge_sandboxes(found));
+    for (id, resolver) in &pipeline.resolvers {
+        if let Err(e) = resolver.resolve(&mut batch).await {
+            warn!(pipeline = %pipeline.name, resolver = %id, error = %e, "resolver failed this cycle");
+        }
+    }
+    Snapshot {
+        node: node.to_string(),
+        taken_at: SystemTime::now(),
+        pods: batch.pods,
+    }
+}
+
+/// Runs every receiver of `pipeline` once, then its resolvers: what `netshim discover` prints.
+/// Fails only when every receiver failed.
+pub async fn collect_once(pipeline: &Pipeline, node: &str) -> anyhow::Result<Snapshot> {
+    let mut found = Vec::new();
+    let mut failures = Vec::new();
+    for (id, receiver) in &pipeline.receivers {
+        match receiver.collect().await {
+            Ok(list) => found.push(list),
+            Err(e) => {
+                warn!(receiver = %id, error = %e, "receiver failed");
+                failures.push(format!("{id}: {e}"));
+            }
+        }
+    }
+    if found.is_empty() && !failures.is_empty() {
+        anyhow::bail!("every receiver failed: {}", failures.join("; "));
+    }
+    Ok(resolve(pipeline, node, found).await)
+}

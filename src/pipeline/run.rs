@@ -1,0 +1,151 @@
+//! The running service: one task per receiver (shared by the pipelines that use it), one task
+//! per pipeline that turns fresh receiver results into snapshots, and an orderly shutdown.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tracing::{info, warn};
+
+use crate::exporters::Exporter;
+use crate::model::Sandbox;
+use crate::receivers::Receiver;
+
+use super::{Service, cycle};
+
+/// Changes that arrive together (several receivers ticking at once, later bursts of events)
+/// make one cycle.
+const DEBOUNCE: Duration = Duration::from_millis(50);
+
+/// A receiver's latest good result, `None` before its first.
+type Latest = watch::Receiver<Option<Arc<Vec<Sandbox>>>>;
+
+impl Service {
+    /// Starts the exporters, then runs until `shutdown` completes, then stops the exporters.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let exporters = self.unique_exporters();
+        for (id, exporter) in &exporters {
+            exporter
+                .start()
+                .await
+                .with_context(|| format!("starting exporter {id}"))?;
+        }
+
+        let mut tasks = JoinSet::new();
+        let mut latest: BTreeMap<String, Latest> = BTreeMap::new();
+        for pipeline in &self.pipelines {
+            for (id, receiver) in &pipeline.receivers {
+                if latest.contains_key(id) {
+                    continue;
+                }
+                let (tx, rx) = watch::channel(None);
+                latest.insert(id.clone(), rx);
+                tasks.spawn(receive_loop(id.clone(), Arc::clone(receiver), tx));
+            }
+        }
+        let node = self.context.node_name.clone();
+        for pipeline in self.pipelines {
+            let inputs: Vec<Latest> = pipeline
+                .receivers
+                .iter()
+                .filter_map(|(id, _)| latest.get(id).cloned())
+                .collect();
+            tasks.spawn(pipeline_loop(pipeline, node.clone(), inputs));
+        }
+        info!(node = %node, "netshim running");
+
+        shutdown.await;
+        info!("shutting down");
+        tasks.abort_all();
+        while tasks.join_next().await.is_some() {}
+        for (id, exporter) in &exporters {
+            if let Err(e) = exporter.shutdown().await {
+                warn!(exporter = %id, error = %e, "exporter shutdown failed");
+            }
+        }
+        Ok(())
+    }
+
+    fn unique_exporters(&self) -> BTreeMap<String, Arc<dyn Exporter>> {
+        self.pipelines
+            .iter()
+            .flat_map(|p| p.exporters.iter())
+            .map(|(id, e)| (id.clone(), Arc::clone(e)))
+            .collect()
+    }
+}
+
+/// Scans every `collection_interval` and publishes each good result. Failures keep the last
+/// good result and are logged once per change of state, not once per cycle.
+async fn receive_loop(
+    id: String,
+    receiver: Arc<dyn Receiver>,
+    tx: watch::Sender<Option<Arc<Vec<Sandbox>>>>,
+) {
+    let mut ticker = tokio::time::interval(receiver.collection_interval());
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_error: Option<String> = None;
+    loop {
+        ticker.tick().await;
+        match receiver.collect().await {
+            Ok(found) => {
+                if last_error.take().is_some() {
+                    info!(receiver = %id, "receiver recovered");
+                }
+                // Nobody listening only means every pipeline has stopped.
+                if tx.send(Some(Arc::new(found))).is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                if last_error.as_deref() != Some(msg.as_str()) {
+                    warn!(receiver = %id, error = %msg, "receiver failed; keeping its last result");
+                    last_error = Some(msg);
+                }
+            }
+        }
+    }
+}
+
+/// Runs a cycle whenever one of the pipeline's receivers has something new.
+async fn pipeline_loop(pipeline: super::Pipeline, node: String, mut inputs: Vec<Latest>) {
+    loop {
+        if !wait_any_changed(&mut inputs).await {
+            return;
+        }
+        tokio::time::sleep(DEBOUNCE).await;
+        let found: Vec<Vec<Sandbox>> = inputs
+            .iter_mut()
+            .filter_map(|rx| rx.borrow_and_update().as_ref().map(|v| v.as_ref().clone()))
+            .collect();
+        let snapshot = Arc::new(cycle::resolve(&pipeline, &node, found).await);
+        let exports = pipeline.exporters.iter().map(|(id, exporter)| {
+            let snapshot = Arc::clone(&snapshot);
+            async move {
+                if let Err(e) = exporter.export(snapshot).await {
+                    warn!(exporter = %id, error = %e, "export failed");
+                }
+            }
+        });
+        futures::future::join_all(exports).await;
+    }
+}
+
+/// Waits until any input has an unseen value; false when a sender is gone (the service is
+/// shutting down).
+async fn wait_any_changed(inputs: &mut [Latest]) -> bool {
+    if inputs.iter().any(|rx| rx.has_changed().unwrap_or(false)) {
+        return true;
+    }
+    if inputs.is_empty() {
+        return false;
+    }
+    let changes = inputs.iter_mut().map(|rx| Box::pin(rx.changed()));
+    let (result, _, _) = futures::future::select_all(changes).await;
+    result.is_ok()
+}

@@ -1,0 +1,133 @@
+//! The `netns` receiver: runtime-agnostic discovery of network namespaces from bind-mount
+//! folders and `/proc`. Works on any Linux host, with or without Kubernetes.
+
+mod cgroup;
+mod scan;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::Deserialize;
+
+use crate::components::{BuildContext, ReceiverFactory};
+use crate::config::{ConfigErrors, Validate, parse_component};
+use crate::model::Sandbox;
+use crate::sys::netns::own_netns_key;
+
+use super::{Receiver, ReceiverError};
+use scan::{ScanPlan, UidCache, scan};
+
+pub const TYPE: &str = "netns";
+
+/// Settings of the `netns` receiver.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Folders holding namespace bind mounts (`ip netns`, containerd's `cni-…`, CRI-O's).
+    /// Default: `/run/netns`, `/var/run/netns` (the same folder on most hosts; found once).
+    pub paths: Vec<PathBuf>,
+    /// Also scan every process's `/proc/PID/ns/net` (namespaces held only by a process).
+    /// Default: true.
+    pub scan_proc: bool,
+    /// Where the host's `/proc` is. Default: `/proc` (a container needs `hostPID`).
+    pub proc_path: PathBuf,
+    /// How often to scan. Default: 10s.
+    #[serde(with = "humantime_serde")]
+    pub collection_interval: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            paths: vec!["/run/netns".into(), "/var/run/netns".into()],
+            scan_proc: true,
+            proc_path: "/proc".into(),
+            collection_interval: Duration::from_secs(10),
+        }
+    }
+}
+
+impl Validate for Config {
+    fn validate(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.collection_interval < Duration::from_millis(100) {
+            problems.push(format!(
+                "collection_interval: {} is below the minimum of 100ms",
+                humantime::format_duration(self.collection_interval)
+            ));
+        }
+        if self.paths.is_empty() && !self.scan_proc {
+            problems.push("nothing to scan: `paths` is empty and `scan_proc` is false".into());
+        }
+        problems
+    }
+}
+
+pub const FACTORY: ReceiverFactory = ReceiverFactory {
+    type_name: TYPE,
+    aliases: &[],
+    summary: "network namespaces from bind-mount folders and /proc (any runtime)",
+    build,
+};
+
+fn build(
+    path: &str,
+    settings: serde_json::Value,
+    _ctx: &BuildContext,
+) -> Result<Box<dyn Receiver>, ConfigErrors> {
+    let config: Config = parse_component(path, settings)?;
+    Ok(Box::new(NetnsReceiver::new(config)))
+}
+
+pub struct NetnsReceiver {
+    config: Arc<Config>,
+    uids: Arc<Mutex<UidCache>>,
+}
+
+impl NetnsReceiver {
+    pub fn new(config: Config) -> Self {
+        NetnsReceiver {
+            config: Arc::new(config),
+            uids: Arc::default(),
+        }
+    }
+
+    /// One scan on the calling thread (it reads files: call it where blocking is fine).
+    pub fn scan_blocking(&self) -> Result<Vec<Sandbox>, ReceiverError> {
+        scan_with(&self.config, &self.uids)
+    }
+}
+
+fn scan_with(config: &Config, uids: &Mutex<UidCache>) -> Result<Vec<Sandbox>, ReceiverError> {
+    let host = own_netns_key().map_err(|e| {
+        ReceiverError::Scan(format!(
+            "cannot identify the agent's own network namespace: {e}"
+        ))
+    })?;
+    let plan = ScanPlan {
+        folders: &config.paths,
+        proc_root: config.scan_proc.then_some(config.proc_path.as_path()),
+        host,
+    };
+    // A poisoned lock only means an earlier scan panicked mid-update; the cache is still a
+    // valid map, at worst missing entries.
+    let mut uids = uids.lock().unwrap_or_else(|e| e.into_inner());
+    Ok(scan(&plan, &mut uids))
+}
+
+#[async_trait]
+impl Receiver for NetnsReceiver {
+    async fn collect(&self) -> Result<Vec<Sandbox>, ReceiverError> {
+        let config = Arc::clone(&self.config);
+        let uids = Arc::clone(&self.uids);
+        tokio::task::spawn_blocking(move || scan_with(&config, &uids))
+            .await
+            .map_err(|e| ReceiverError::Scan(format!("scan task failed: {e}")))?
+    }
+
+    fn collection_interval(&self) -> Duration {
+        self.config.collection_interval
+    }
+}

@@ -1,0 +1,153 @@
+//! One scan for network namespaces: bind-mount folders, then every `/proc/PID/ns/net`.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use tracing::debug;
+
+use crate::model::{NetnsKey, NetnsRef, PodIdentity, Sandbox};
+use crate::sys::netns::stat_key;
+
+use super::cgroup::pod_uid_from_cgroup;
+
+/// Where to look and which namespace is the host's (never reported).
+pub struct ScanPlan<'a> {
+    pub folders: &'a [PathBuf],
+    pub proc_root: Option<&'a Path>,
+    pub host: NetnsKey,
+}
+
+/// One namespace found by a scan.
+#[derive(Debug, Clone)]
+struct Found {
+    /// The first bind mount seen, else `/proc/PID/ns/net` of the first process.
+    path: PathBuf,
+    pid: Option<u32>,
+}
+
+/// Remembers each process's pod uid, so cgroup files are read once per process, not per cycle.
+#[derive(Default)]
+pub struct UidCache {
+    by_pid: HashMap<(NetnsKey, u32), Option<String>>,
+}
+
+/// Scans for every network namespace other than the host's, deduplicated by (device, inode).
+/// Entries that vanish or deny access while being read are skipped with a debug line: processes
+/// and mounts come and go during any scan.
+pub fn scan(plan: &ScanPlan<'_>, uids: &mut UidCache) -> Vec<Sandbox> {
+    let mut found: HashMap<NetnsKey, Found> = HashMap::new();
+    for folder in plan.folders {
+        scan_folder(folder, plan.host, &mut found);
+    }
+    if let Some(proc_root) = plan.proc_root {
+        scan_proc(proc_root, plan.host, &mut found);
+    }
+
+    let mut live = HashMap::with_capacity(found.len());
+    let mut sandboxes: Vec<Sandbox> = found
+        .into_iter()
+        .map(|(key, f)| {
+            let uid = f.pid.and_then(|pid| {
+                let proc_root = plan.proc_root?;
+                let uid = uids
+                    .by_pid
+                    .remove(&(key, pid))
+                    .unwrap_or_else(|| read_pod_uid(proc_root, pid));
+                live.insert((key, pid), uid.clone());
+                uid
+            });
+            Sandbox {
+                netns: Some(NetnsRef {
+                    path: f.path,
+                    inode: key.inode,
+                    dev: key.dev,
+                }),
+                pid: f.pid,
+                pod: uid.map(|uid| PodIdentity {
+                    uid: Some(uid),
+                    ..PodIdentity::default()
+                }),
+                ..Sandbox::default()
+            }
+        })
+        .collect();
+    // Only processes still present stay cached: the cache cannot outgrow the process table.
+    uids.by_pid = live;
+    sandboxes.sort_by(|a, b| {
+        a.netns
+            .as_ref()
+            .map(|n| &n.path)
+            .cmp(&b.netns.as_ref().map(|n| &n.path))
+    });
+    sandboxes
+}
+
+fn scan_folder(folder: &Path, host: NetnsKey, found: &mut HashMap<NetnsKey, Found>) {
+    let entries = match std::fs::read_dir(folder) {
+        Ok(entries) => entries,
+        Err(e) => {
+            debug!(folder = %folder.display(), error = %e, "netns folder not readable, skipped");
+            return;
+        }
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let key = match stat_key(&path) {
+            Ok(key) => key,
+            Err(e) => {
+                debug!(path = %path.display(), error = %e, "netns entry not readable, skipped");
+                continue;
+            }
+        };
+        // Every namespace file lives on the one nsfs device; anything else in the folder (an
+        // empty file left by a failed `ip netns add`, say) is not a namespace.
+        if key == host || key.dev != host.dev {
+            continue;
+        }
+        found.entry(key).or_insert(Found { path, pid: None });
+    }
+}
+
+fn scan_proc(proc_root: &Path, host: NetnsKey, found: &mut HashMap<NetnsKey, Found>) {
+    let entries = match std::fs::read_dir(proc_root) {
+        Ok(entries) => entries,
+        Err(e) => {
+            debug!(proc = %proc_root.display(), error = %e, "proc not readable, skipped");
+            return;
+        }
+    };
+    let mut pids: Vec<u32> = entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .collect();
+    // Lowest pid first: a pod's sandbox (pause) process usually started first.
+    pids.sort_unstable();
+    for pid in pids {
+        let path = proc_root.join(pid.to_string()).join("ns/net");
+        let key = match stat_key(&path) {
+            Ok(key) => key,
+            Err(e) => {
+                debug!(pid, error = %e, "process gone or denied, skipped");
+                continue;
+            }
+        };
+        if key == host || key.dev != host.dev {
+            continue;
+        }
+        let entry = found.entry(key).or_insert(Found { path, pid: None });
+        if entry.pid.is_none() {
+            entry.pid = Some(pid);
+        }
+    }
+}
+
+fn read_pod_uid(proc_root: &Path, pid: u32) -> Option<String> {
+    let path = proc_root.join(pid.to_string()).join("cgroup");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => pod_uid_from_cgroup(&text),
+        Err(e) => {
+            debug!(pid, error = %e, "cgroup not readable");
+            None
+        }
+    }
+}

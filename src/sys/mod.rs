@@ -1,0 +1,6 @@
+//! The only home of `unsafe` and libc in netshim: network namespace handles, the thread that
+//! enters a namespace to open a socket there, and a thin synchronous rtnetlink layer.
+
+pub mod limits;
+pub mod netlink;
+pub mod netns;

@@ -1,0 +1,366 @@
+//! The rtnetlink socket and its request/response loop.
+
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd};
+use std::time::Duration;
+
+use netlink_packet_core::{
+    NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_MULTIPART, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage,
+    NetlinkPayload,
+};
+use netlink_packet_route::RouteNetlinkMessage;
+use netlink_packet_route::address::AddressMessage;
+use netlink_packet_route::link::{LinkAttribute, LinkExtentMask, LinkMessage};
+use netlink_packet_route::nsid::{NsidAttribute, NsidMessage};
+use netlink_sys::protocols::NETLINK_ROUTE;
+use netlink_sys::{Socket, SocketAddr};
+
+use super::decode::{AddrInfo, LinkInfo};
+
+const NLMSG_HDRLEN: usize = 16;
+const NLMSG_NOOP: u16 = 1;
+const NLMSG_ERROR: u16 = 2;
+const NLMSG_DONE: u16 = 3;
+const NLMSG_OVERRUN: u16 = 4;
+/// Kernel dump datagrams are at most 32 KiB; twice that leaves room without reallocating.
+const INITIAL_BUFFER: usize = 64 * 1024;
+/// How often a dump the kernel flags as interrupted (NLM_F_DUMP_INTR: the table changed while it
+/// was being read) is retried before the last, possibly inconsistent, result is used.
+const DUMP_ATTEMPTS: usize = 3;
+/// A reply that does not come within this time means the request is lost; never block forever.
+const RECEIVE_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum NetlinkError {
+    #[error("netlink {op}: {source}")]
+    Io {
+        op: &'static str,
+        #[source]
+        source: io::Error,
+    },
+    #[error("netlink {op}: the kernel answered: {source}")]
+    Kernel {
+        op: &'static str,
+        #[source]
+        source: io::Error,
+    },
+    #[error("netlink {op}: malformed reply: {detail}")]
+    Malformed { op: &'static str, detail: String },
+}
+
+impl NetlinkError {
+    /// The errno behind the failure, when there is one.
+    pub fn raw_os_error(&self) -> Option<i32> {
+        match self {
+            NetlinkError::Io { source, .. } | NetlinkError::Kernel { source, .. } => {
+                source.raw_os_error()
+            }
+            NetlinkError::Malformed { .. } => None,
+        }
+    }
+}
+
+/// A NETLINK_ROUTE socket. It answers for the network namespace it was created in, whatever
+/// namespace the thread using it is in later.
+pub struct RouteSocket {
+    socket: Socket,
+    seq: u32,
+    buf: Vec<u8>,
+    /// Messages the kernel sent that `netlink-packet-route` could not decode; they are skipped.
+    undecodable: u64,
+}
+
+/// How one request ended.
+struct Outcome {
+    interrupted: bool,
+}
+
+impl RouteSocket {
+    /// Opens a socket in the calling thread's network namespace.
+    pub fn open() -> io::Result<Self> {
+        let mut socket = Socket::new(NETLINK_ROUTE)?;
+        socket.bind_auto()?;
+        socket.connect(&SocketAddr::new(0, 0))?;
+        set_receive_timeout(&socket, RECEIVE_TIMEOUT)?;
+        Ok(RouteSocket {
+            socket,
+            seq: 0,
+            buf: vec![0; INITIAL_BUFFER],
+            undecodable: 0,
+        })
+    }
+
+    /// How many kernel messages could not be decoded (and were skipped) so far.
+    pub fn undecodable_messages(&self) -> u64 {
+        self.undecodable
+    }
+
+    /// Every link of the socket's namespace. `with_stats: false` asks the kernel to leave the
+    /// statistics out (RTEXT_FILTER_SKIP_STATS), which shrinks a large host dump considerably.
+    pub fn dump_links(&mut self, with_stats: bool) -> Result<Vec<LinkInfo>, NetlinkError> {
+        let mut request = LinkMessage::default();
+        if !with_stats {
+            request
+                .attributes
+                .push(LinkAttribute::ExtMask(vec![LinkExtentMask::SkipStats]));
+        }
+        self.dump(
+            "dump links",
+            RouteNetlinkMessage::GetLink(request),
+            |msg| match msg {
+                RouteNetlinkMessage::NewLink(link) => Some(LinkInfo::from_message(link)),
+                _ => None,
+            },
+        )
+    }
+
+    /// Every address of the socket's namespace.
+    pub fn dump_addresses(&mut self) -> Result<Vec<AddrInfo>, NetlinkError> {
+        self.dump(
+            "dump addresses",
+            RouteNetlinkMessage::GetAddress(AddressMessage::default()),
+            |msg| match msg {
+                RouteNetlinkMessage::NewAddress(addr) => AddrInfo::from_message(addr),
+                _ => None,
+            },
+        )
+    }
+
+    /// The id this socket's namespace has assigned to the namespace `netns` refers to, or `None`
+    /// when it has none. Asked per namespace by fd: a dump of ids is truncated on current kernels.
+    pub fn netns_id(&mut self, netns: BorrowedFd<'_>) -> Result<Option<i32>, NetlinkError> {
+        const OP: &str = "get netns id";
+        let fd = u32::try_from(netns.as_raw_fd()).map_err(|_| NetlinkError::Malformed {
+            op: OP,
+            detail: "negative fd".into(),
+        })?;
+        let mut request = NsidMessage::default();
+        request.attributes.push(NsidAttribute::Fd(fd));
+        let mut id = None;
+        self.transact(OP, RouteNetlinkMessage::GetNsId(request), 0, |msg| {
+            if let RouteNetlinkMessage::NewNsId(reply) = msg {
+                for attr in reply.attributes {
+                    if let NsidAttribute::Id(v) = attr {
+                        id = Some(v);
+                    }
+                }
+            }
+        })?;
+        match id {
+            Some(v) if v >= 0 => Ok(Some(v)),
+            Some(_) => Ok(None), // -1: NETNSA_NSID_NOT_ASSIGNED
+            None => Err(NetlinkError::Malformed {
+                op: OP,
+                detail: "reply without NETNSA_NSID".into(),
+            }),
+        }
+    }
+
+    fn dump<T>(
+        &mut self,
+        op: &'static str,
+        request: RouteNetlinkMessage,
+        mut keep: impl FnMut(RouteNetlinkMessage) -> Option<T>,
+    ) -> Result<Vec<T>, NetlinkError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut out = Vec::new();
+            let outcome = self.transact(op, request.clone(), NLM_F_DUMP, |msg| {
+                if let Some(v) = keep(msg) {
+                    out.push(v);
+                }
+            })?;
+            if !outcome.interrupted || attempt >= DUMP_ATTEMPTS {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// Sends one request and feeds every reply message to `on_message` until the kernel says
+    /// the answer is complete.
+    fn transact(
+        &mut self,
+        op: &'static str,
+        request: RouteNetlinkMessage,
+        extra_flags: u16,
+        mut on_message: impl FnMut(RouteNetlinkMessage),
+    ) -> Result<Outcome, NetlinkError> {
+        self.seq = self.seq.wrapping_add(1);
+        let seq = self.seq;
+        let mut packet =
+            NetlinkMessage::new(NetlinkHeader::default(), NetlinkPayload::from(request));
+        packet.header.flags = NLM_F_REQUEST | extra_flags;
+        packet.header.sequence_number = seq;
+        packet.finalize();
+        let mut out = vec![0u8; packet.buffer_len()];
+        // `serialize` requires a buffer of exactly `buffer_len()` bytes, which `out` is.
+        packet.serialize(&mut out);
+        self.socket
+            .send(&out, 0)
+            .map_err(|source| NetlinkError::Io { op, source })?;
+
+        let is_dump = extra_flags & NLM_F_DUMP == NLM_F_DUMP;
+        let mut outcome = Outcome { interrupted: false };
+        loop {
+            let n = self.receive(op)?;
+            let mut offset = 0;
+            while offset + NLMSG_HDRLEN <= n {
+                let frame = &self.buf[offset..n];
+                let len = read_u32(frame, 0) as usize;
+                if len < NLMSG_HDRLEN || len > frame.len() {
+                    return Err(NetlinkError::Malformed {
+                        op,
+                        detail: format!("message length {len} with {} bytes left", frame.len()),
+                    });
+                }
+                let kind = read_u16(frame, 4);
+                let flags = read_u16(frame, 6);
+                let msg_seq = read_u32(frame, 8);
+                offset += align4(len);
+                if msg_seq != seq {
+                    // A late answer to an earlier request that timed out: not ours.
+                    continue;
+                }
+                if flags & NLM_F_DUMP_INTR != 0 {
+                    outcome.interrupted = true;
+                }
+                match kind {
+                    NLMSG_NOOP => continue,
+                    NLMSG_DONE => return Ok(outcome),
+                    NLMSG_OVERRUN => {
+                        return Err(NetlinkError::Malformed {
+                            op,
+                            detail: "overrun".into(),
+                        });
+                    }
+                    NLMSG_ERROR => {
+                        let code = if len >= NLMSG_HDRLEN + 4 {
+                            read_u32(frame, NLMSG_HDRLEN) as i32
+                        } else {
+                            return Err(NetlinkError::Malformed {
+                                op,
+                                detail: "short error message".into(),
+                            });
+                        };
+                        if code == 0 {
+                            return Ok(outcome); // an acknowledgement
+                        }
+                        return Err(NetlinkError::Kernel {
+                            op,
+                            source: io::Error::from_raw_os_error(code.saturating_neg()),
+                        });
+                    }
+                    _ => {
+                        match NetlinkMessage::<RouteNetlinkMessage>::deserialize(&frame[..len]) {
+                            Ok(NetlinkMessage {
+                                payload: NetlinkPayload::InnerMessage(m),
+                                ..
+                            }) => on_message(m),
+                            Ok(_) => {}
+                            Err(_) => self.undecodable += 1,
+                        }
+                        if !is_dump && flags & NLM_F_MULTIPART == 0 {
+                            return Ok(outcome);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Receives one datagram into `self.buf`, growing it when the datagram did not fit (the
+    /// truncated datagram is lost, so the request fails and the caller may retry).
+    fn receive(&mut self, op: &'static str) -> Result<usize, NetlinkError> {
+        let n = loop {
+            match self.socket.recv(&mut &mut self.buf[..], libc::MSG_TRUNC) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(source) => return Err(NetlinkError::Io { op, source }),
+            }
+        };
+        if n > self.buf.len() {
+            self.buf.resize(n.next_power_of_two(), 0);
+            return Err(NetlinkError::Malformed {
+                op,
+                detail: format!("a {n}-byte datagram did not fit the buffer"),
+            });
+        }
+        Ok(n)
+    }
+}
+
+fn set_receive_timeout(socket: &Socket, timeout: Duration) -> io::Result<()> {
+    let tv = libc::timeval {
+        tv_sec: timeout.as_secs() as libc::time_t,
+        tv_usec: timeout.subsec_micros() as libc::suseconds_t,
+    };
+    // SAFETY: the fd is a live socket owned by `socket`; `tv` is a valid timeval and its exact
+    // size is passed.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            (&tv as *const libc::timeval).cast(),
+            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+fn align4(len: usize) -> usize {
+    (len + 3) & !3
+}
+
+/// Reads a native-endian u32 at `at`; callers have checked that the header is in bounds.
+fn read_u32(b: &[u8], at: usize) -> u32 {
+    let mut v = [0u8; 4];
+    v.copy_from_slice(&b[at..at + 4]);
+    u32::from_ne_bytes(v)
+}
+
+fn read_u16(b: &[u8], at: usize) -> u16 {
+    u16::from_ne_bytes([b[at], b[at + 1]])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_is_in_every_namespace() {
+        let mut s = RouteSocket::open().expect("open netlink socket");
+        let links = s.dump_links(true).expect("dump links");
+        let lo = links.iter().find(|l| l.name == "lo").expect("lo present");
+        assert!(lo.is_loopback);
+        assert!(lo.stats.is_some());
+        let links = s.dump_links(false).expect("dump links without stats");
+        assert!(links.iter().all(|l| l.stats.is_none()));
+        let addrs = s.dump_addresses().expect("dump addresses");
+        assert!(addrs.iter().any(|a| a.ip.is_loopback()));
+    }
+
+    #[test]
+    fn own_namespace_has_no_id_relative_to_itself_or_a_valid_one() {
+        let mut s = RouteSocket::open().expect("open netlink socket");
+        let f = std::fs::File::open("/proc/self/ns/net").expect("open own netns");
+        use std::os::fd::AsFd;
+        // Either unassigned or a non-negative id; never an error.
+        let id = s.netns_id(f.as_fd()).expect("netns id");
+        assert!(id.is_none_or(|v| v >= 0));
+    }
+
+    #[test]
+    fn a_non_namespace_fd_is_a_kernel_error_not_a_panic() {
+        let mut s = RouteSocket::open().expect("open netlink socket");
+        let f = std::fs::File::open("/proc/self/status").expect("open a regular file");
+        use std::os::fd::AsFd;
+        let err = s.netns_id(f.as_fd()).expect_err("not a netns");
+        assert!(matches!(err, NetlinkError::Kernel { .. }), "{err}");
+    }
+}
