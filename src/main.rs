@@ -13,7 +13,7 @@ use netshim::pipeline::{self, Service};
 use netshim::{output, sys, telemetry};
 
 /// The configuration used when no `--config` is given.
-const DEFAULT_CONFIG: &str = include_str!("default_config.yaml");
+const DEFAULT_CONFIG: &str = include_str!("../config/default.yaml");
 
 #[derive(Parser)]
 #[command(

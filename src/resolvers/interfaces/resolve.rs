@@ -91,7 +91,7 @@ impl InterfaceMapper {
                 source,
             })?,
         };
-        self.host.insert(host).dump_links(false)
+        self.host.insert(host).dump_links()
     }
 
     /// Opens a namespace file and a socket inside it for every namespace of the batch not yet
@@ -170,7 +170,7 @@ impl InterfaceMapper {
                 Err(e) => debug!(path = %path.display(), error = %e, "netns id query failed"),
             }
         }
-        let links = handle.socket.dump_links(true);
+        let links = handle.socket.dump_links();
         let addrs = links.and_then(|l| handle.socket.dump_addresses().map(|a| (l, a)));
         match addrs {
             Ok((links, addrs)) => {

@@ -10,7 +10,7 @@ use netlink_packet_core::{
 };
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_packet_route::address::AddressMessage;
-use netlink_packet_route::link::{LinkAttribute, LinkExtentMask, LinkMessage};
+use netlink_packet_route::link::LinkMessage;
 use netlink_packet_route::nsid::{NsidAttribute, NsidMessage};
 use netlink_sys::protocols::NETLINK_ROUTE;
 use netlink_sys::{Socket, SocketAddr};
@@ -95,18 +95,11 @@ impl RouteSocket {
         self.undecodable
     }
 
-    /// Every link of the socket's namespace. `with_stats: false` asks the kernel to leave the
-    /// statistics out (RTEXT_FILTER_SKIP_STATS), which shrinks a large host dump considerably.
-    pub fn dump_links(&mut self, with_stats: bool) -> Result<Vec<LinkInfo>, NetlinkError> {
-        let mut request = LinkMessage::default();
-        if !with_stats {
-            request
-                .attributes
-                .push(LinkAttribute::ExtMask(vec![LinkExtentMask::SkipStats]));
-        }
+    /// Every link of the socket's namespace, with its statistics.
+    pub fn dump_links(&mut self) -> Result<Vec<LinkInfo>, NetlinkError> {
         self.dump(
             "dump links",
-            RouteNetlinkMessage::GetLink(request),
+            RouteNetlinkMessage::GetLink(LinkMessage::default()),
             |msg| match msg {
                 RouteNetlinkMessage::NewLink(link) => Some(LinkInfo::from_message(link)),
                 _ => None,
@@ -335,12 +328,10 @@ mod tests {
     #[test]
     fn loopback_is_in_every_namespace() {
         let mut s = RouteSocket::open().expect("open netlink socket");
-        let links = s.dump_links(true).expect("dump links");
+        let links = s.dump_links().expect("dump links");
         let lo = links.iter().find(|l| l.name == "lo").expect("lo present");
         assert!(lo.is_loopback);
         assert!(lo.stats.is_some());
-        let links = s.dump_links(false).expect("dump links without stats");
-        assert!(links.iter().all(|l| l.stats.is_none()));
         let addrs = s.dump_addresses().expect("dump addresses");
         assert!(addrs.iter().any(|a| a.ip.is_loopback()));
     }

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Runs every netshim test: formatting, lints, unit tests, and the integration tests on the real
+# kernel (network namespaces and veth pairs made by the tests, so it needs root).
+# Installs what the tests need from Debian's packages when it is missing, so it also passes on a
+# brand-new Debian 12 machine that has only the Rust toolchain.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" != 0 ]; then
+  echo "scripts/test.sh: the tests create network namespaces and need root" >&2
+  exit 1
+fi
+# cargo from rustup, when the caller's PATH lacks it.
+if ! command -v cargo >/dev/null && [ -x "$HOME/.cargo/bin/cargo" ]; then
+  export PATH="$HOME/.cargo/bin:$PATH"
+fi
+
+missing=()
+command -v ip >/dev/null || missing+=(iproute2)
+{ command -v nsenter >/dev/null && command -v unshare >/dev/null; } || missing+=(util-linux)
+[ -x /usr/bin/python3 ] || missing+=(python3)   # sends test traffic inside a test namespace
+command -v ethtool >/dev/null || missing+=(ethtool) # the older shim's method, in the benchmark
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+cargo fmt --all -- --check
+cargo clippy --all-targets --locked -- -D warnings
+cargo test --locked

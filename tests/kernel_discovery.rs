@@ -1,0 +1,480 @@
+//! Discovery on the real kernel: namespaces and veth pairs made here, read back through the
+//! `netns` receiver and the `interfaces` resolver exactly as the agent runs them. Needs root.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::net::UdpSocket;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use netshim::model::{Batch, Interface, PodNetwork};
+use netshim::receivers::netns::{Config as NetnsConfig, NetnsReceiver};
+use netshim::resolvers::interfaces::{Config as InterfacesConfig, InterfaceMapper};
+use netshim::sys::netlink::RouteSocket;
+use support::*;
+
+/// One full cycle: scan every namespace, map every interface.
+fn cycle(mapper: &mut InterfaceMapper) -> Vec<PodNetwork> {
+    let receiver = NetnsReceiver::new(NetnsConfig::default());
+    let sandboxes = receiver.scan_blocking().expect("scan");
+    let mut batch = Batch::from_sandboxes(sandboxes);
+    mapper.resolve(&mut batch).expect("resolve");
+    batch.pods
+}
+
+fn discover() -> Vec<PodNetwork> {
+    cycle(&mut InterfaceMapper::new(InterfacesConfig::default()))
+}
+
+fn pod_at<'a>(pods: &'a [PodNetwork], netns_path: &str) -> Option<&'a PodNetwork> {
+    let ino = inode(netns_path);
+    pods.iter()
+        .find(|p| p.sandbox.netns.as_ref().is_some_and(|n| n.inode == ino))
+}
+
+fn iface<'a>(pod: &'a PodNetwork, name: &str) -> &'a Interface {
+    pod.interfaces
+        .iter()
+        .find(|i| i.name == name)
+        .unwrap_or_else(|| panic!("no {name} in {:?}", pod.interfaces))
+}
+
+fn peer_name(i: &Interface) -> Option<&str> {
+    i.peer.as_ref().map(|p| p.name.as_str())
+}
+
+#[test]
+fn cni_style_host_names_are_mapped_to_their_pod_interfaces() {
+    let cilium = Netns::new("nst-cni-cilium");
+    let calico = Netns::new("nst-cni-calico");
+    let bridged = Netns::new("nst-cni-bridge");
+    let _l1 = veth("lxcnstcni00001", "eth0", &cilium.name);
+    let _l2 = veth("calinstcni0002", "eth0", &calico.name);
+    ip_quiet(&["link", "del", "nstcnibr0"]);
+    ip(&["link", "add", "nstcnibr0", "type", "bridge"]);
+    let _br = HostLink {
+        name: "nstcnibr0".into(),
+    };
+    let _l3 = veth("vethnstcni0003", "eth0", &bridged.name);
+    ip(&["link", "set", "vethnstcni0003", "master", "nstcnibr0"]);
+
+    let pods = discover();
+    for (ns, host) in [
+        (&cilium, "lxcnstcni00001"),
+        (&calico, "calinstcni0002"),
+        (&bridged, "vethnstcni0003"),
+    ] {
+        let path = ns.path();
+        let pod = pod_at(&pods, path.to_str().unwrap()).expect("pod found");
+        assert_eq!(pod.sandbox.netns.as_ref().unwrap().path, path);
+        assert!(!pod.sandbox.host_network);
+        let eth0 = iface(pod, "eth0");
+        assert_eq!(eth0.kind, "veth");
+        let peer = eth0.peer.as_ref().expect("eth0 has a host peer");
+        assert_eq!(peer.name, host);
+        assert_eq!(peer.ifindex, host_ifindex(host));
+        assert!(eth0.mac.as_deref().is_some_and(|m| m.len() == 17));
+    }
+}
+
+#[test]
+fn every_interface_is_listed_and_only_host_pairs_are_peers() {
+    let pod = Netns::new("nst-multi-a");
+    let other = Netns::new("nst-multi-b");
+    let _eth0 = veth("lxcnstmulti0", "eth0", &pod.name);
+    let _net1 = veth("lxcnstmulti1", "net1", &pod.name);
+    // A kind the resolver has no special knowledge of.
+    pod.ip(&[
+        "link", "add", "br9", "type", "vxlan", "id", "42", "dstport", "4789",
+    ]);
+    // A pair entirely inside the pod, and one between two pods: no host end, no peer.
+    pod.ip(&["link", "add", "in0", "type", "veth", "peer", "name", "in1"]);
+    pod.ip(&[
+        "link",
+        "add",
+        "x0",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "x1",
+        "netns",
+        &other.name,
+    ]);
+
+    let pods = discover();
+    let p = pod_at(&pods, "/run/netns/nst-multi-a").expect("pod found");
+    assert_eq!(peer_name(iface(p, "eth0")), Some("lxcnstmulti0"));
+    assert_eq!(peer_name(iface(p, "net1")), Some("lxcnstmulti1"));
+    assert_eq!(iface(p, "br9").kind, "vxlan");
+    assert_eq!(peer_name(iface(p, "br9")), None);
+    for name in ["in0", "in1", "x0"] {
+        assert_eq!(iface(p, name).kind, "veth");
+        assert_eq!(peer_name(iface(p, name)), None, "{name} has no host end");
+    }
+    assert!(
+        p.interfaces.iter().all(|i| i.name != "lo"),
+        "loopback is left out by default"
+    );
+    let o = pod_at(&pods, "/run/netns/nst-multi-b").expect("other pod found");
+    assert_eq!(peer_name(iface(o, "x1")), None);
+}
+
+#[test]
+fn loopback_is_reported_when_asked() {
+    let ns = Netns::new("nst-lo");
+    let _l = veth("lxcnstlo0", "eth0", &ns.name);
+    let mut mapper = InterfaceMapper::new(InterfacesConfig {
+        include_loopback: true,
+    });
+    let pods = cycle(&mut mapper);
+    let p = pod_at(&pods, "/run/netns/nst-lo").expect("pod found");
+    assert_eq!(iface(p, "lo").kind, "loopback");
+    assert_eq!(peer_name(iface(p, "lo")), None);
+}
+
+/// Picks an index unused in the root namespace (a fresh namespace has only lo = 1).
+fn free_host_ifindex() -> u32 {
+    let used: Vec<u32> = std::fs::read_dir("/sys/class/net")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read_to_string(e.path().join("ifindex")).ok())
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    (7000 + std::process::id() % 1000..)
+        .find(|i| !used.contains(i))
+        .unwrap()
+}
+
+#[test]
+fn both_ends_with_the_same_ifindex_are_still_paired() {
+    let ns = Netns::new("nst-sameidx");
+    let idx = free_host_ifindex().to_string();
+    ip_quiet(&["link", "del", "lxcnstsame"]);
+    ip(&[
+        "link",
+        "add",
+        "lxcnstsame",
+        "index",
+        &idx,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "eth0",
+        "index",
+        &idx,
+        "netns",
+        &ns.name,
+    ]);
+    let _l = HostLink {
+        name: "lxcnstsame".into(),
+    };
+    // Older kernels omit IFLA_LINK when both indexes are equal; newer ones ("rtnetlink: always
+    // put IFLA_LINK for links with ndo_get_iflink") send it. Either way it may only name the
+    // same index; the omitted case is also covered by the resolver's unit tests.
+    let host = RouteSocket::open()
+        .unwrap()
+        .dump_links()
+        .unwrap()
+        .into_iter()
+        .find(|l| l.name == "lxcnstsame")
+        .expect("host end listed");
+    assert!(
+        host.link.is_none_or(|l| l.to_string() == idx),
+        "IFLA_LINK {:?} for index {idx}",
+        host.link
+    );
+    assert!(host.link_netnsid.is_some());
+
+    let pods = discover();
+    let p = pod_at(&pods, "/run/netns/nst-sameidx").expect("pod found");
+    let eth0 = iface(p, "eth0");
+    assert_eq!(eth0.ifindex.to_string(), idx);
+    assert_eq!(peer_name(eth0), Some("lxcnstsame"));
+    assert_eq!(eth0.peer.as_ref().unwrap().ifindex.to_string(), idx);
+}
+
+#[test]
+fn a_macvlan_moved_into_a_pod_has_no_peer() {
+    let ns = Netns::new("nst-macvlan");
+    let _eth0 = veth("lxcnstmv0", "eth0", &ns.name);
+    // The macvlan's parent: a host-only veth pair.
+    ip_quiet(&["link", "del", "nstmvpar0"]);
+    ip(&[
+        "link",
+        "add",
+        "nstmvpar0",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "nstmvpar1",
+    ]);
+    let _parent = HostLink {
+        name: "nstmvpar0".into(),
+    };
+    ip(&[
+        "link",
+        "add",
+        "nstmvlan0",
+        "link",
+        "nstmvpar0",
+        "type",
+        "macvlan",
+        "mode",
+        "bridge",
+    ]);
+    let _mv = HostLink {
+        name: "nstmvlan0".into(),
+    };
+    ip(&["link", "set", "nstmvlan0", "netns", &ns.name]);
+    ns.ip(&["link", "set", "nstmvlan0", "name", "net1"]);
+
+    let pods = discover();
+    let p = pod_at(&pods, "/run/netns/nst-macvlan").expect("pod found");
+    let net1 = iface(p, "net1");
+    assert_eq!(net1.kind, "macvlan");
+    assert_eq!(peer_name(net1), None, "a macvlan's parent is not its peer");
+    assert_eq!(peer_name(iface(p, "eth0")), Some("lxcnstmv0"));
+}
+
+#[test]
+fn a_namespace_held_only_by_a_process_is_found() {
+    let proc = process_with_own_netns();
+    let pid = proc.pid().to_string();
+    let _l = veth("lxcnstproc0", "eth0", &pid);
+
+    let pods = discover();
+    let path = format!("/proc/{pid}/ns/net");
+    let p = pod_at(&pods, &path).expect("process-held namespace found");
+    let netns = p.sandbox.netns.as_ref().unwrap();
+    assert!(netns.path.starts_with("/proc/"), "{:?}", netns.path);
+    assert_eq!(p.sandbox.pid, Some(proc.pid()));
+    assert_eq!(peer_name(iface(p, "eth0")), Some("lxcnstproc0"));
+}
+
+#[test]
+fn a_namespace_both_mounted_and_used_by_a_process_is_reported_once() {
+    let ns = Netns::new("nst-both");
+    let _l = veth("lxcnstboth0", "eth0", &ns.name);
+    let proc = process_in(&ns.name);
+
+    let pods = discover();
+    let ino = inode("/run/netns/nst-both");
+    let matching: Vec<_> = pods
+        .iter()
+        .filter(|p| p.sandbox.netns.as_ref().is_some_and(|n| n.inode == ino))
+        .collect();
+    assert_eq!(matching.len(), 1, "reported exactly once");
+    let p = matching[0];
+    assert_eq!(
+        p.sandbox.netns.as_ref().unwrap().path,
+        ns.path(),
+        "the bind mount is preferred"
+    );
+    assert_eq!(p.sandbox.pid, Some(proc.pid()));
+    assert_eq!(peer_name(iface(p, "eth0")), Some("lxcnstboth0"));
+}
+
+#[test]
+fn namespaces_vanishing_mid_scan_are_skipped_and_the_rest_reported() {
+    let stays = Netns::new("nst-vanish-a");
+    let _la = veth("lxcnstvan0", "eth0", &stays.name);
+    let mut goes = Netns::new("nst-vanish-b");
+    let _lb = veth("lxcnstvan1", "eth0", &goes.name);
+    let proc = process_with_own_netns();
+    let proc_path = format!("/proc/{}/ns/net", proc.pid());
+    let proc_ino = inode(&proc_path);
+    let goes_ino = inode("/run/netns/nst-vanish-b");
+
+    let receiver = NetnsReceiver::new(NetnsConfig::default());
+    let sandboxes = receiver.scan_blocking().expect("scan");
+    let inodes: Vec<u64> = sandboxes
+        .iter()
+        .filter_map(|s| s.netns.as_ref())
+        .map(|n| n.inode)
+        .collect();
+    assert!(inodes.contains(&goes_ino) && inodes.contains(&proc_ino));
+
+    // Between the scan and the resolver: a bind mount removed, a process gone.
+    goes.delete();
+    drop(proc);
+
+    let mut mapper = InterfaceMapper::new(InterfacesConfig::default());
+    let mut batch = Batch::from_sandboxes(sandboxes);
+    mapper.resolve(&mut batch).expect("the cycle completes");
+    let found: Vec<u64> = batch
+        .pods
+        .iter()
+        .filter_map(|p| p.sandbox.netns.as_ref())
+        .map(|n| n.inode)
+        .collect();
+    assert!(!found.contains(&goes_ino), "deleted namespace skipped");
+    assert!(
+        !found.contains(&proc_ino),
+        "namespace of a dead process skipped"
+    );
+    let p = pod_at(&batch.pods, "/run/netns/nst-vanish-a").expect("the rest is reported");
+    assert_eq!(peer_name(iface(p, "eth0")), Some("lxcnstvan0"));
+}
+
+#[test]
+fn a_deleted_namespace_is_released_so_its_veth_goes_away() {
+    let mut ns = Netns::new("nst-release");
+    let _l = veth("lxcnstrel0", "eth0", &ns.name);
+    let mut mapper = InterfaceMapper::new(InterfacesConfig::default());
+    let pods = cycle(&mut mapper);
+    assert!(pod_at(&pods, "/run/netns/nst-release").is_some());
+    let held = mapper.open_namespaces();
+    assert!(held >= 1);
+
+    ns.delete();
+    // The next cycle no longer sees it and closes its socket; only then can the kernel free
+    // the namespace and, with it, the veth pair (asynchronously: facts.md says ~1 s).
+    let pods = cycle(&mut mapper);
+    assert!(pods.iter().all(|p| {
+        p.interfaces
+            .iter()
+            .all(|i| peer_name(i) != Some("lxcnstrel0"))
+    }));
+    assert!(
+        wait_until(Duration::from_secs(5), || !host_link_exists("lxcnstrel0")),
+        "the host veth outlived its namespace: something still holds the namespace"
+    );
+}
+
+/// Runs a script with the system Python inside a namespace (`ip netns exec`).
+const POD_UDP: &str = r#"
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("169.254.77.2", 9000))
+s.settimeout(10)
+print("ready", flush=True)
+for _ in range(7):
+    s.sendto(b"p" * 100, ("169.254.77.1", 9001))
+got = 0
+while got < 5:
+    s.recv(2048)
+    got += 1
+print("received", got, flush=True)
+"#;
+
+#[test]
+fn counters_are_exact_and_from_the_pods_point_of_view() {
+    let ns = Netns::new("nst-counters");
+    ip_quiet(&["link", "del", "lxcnstcnt0"]);
+    ip(&[
+        "link",
+        "add",
+        "lxcnstcnt0",
+        "address",
+        "02:00:00:77:00:01",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "eth0",
+        "address",
+        "02:00:00:77:00:02",
+        "netns",
+        &ns.name,
+    ]);
+    let _l = HostLink {
+        name: "lxcnstcnt0".into(),
+    };
+    // No IPv6 (no neighbour discovery) and static neighbours (no ARP): only the test's packets.
+    ip(&["link", "set", "lxcnstcnt0", "addrgenmode", "none"]);
+    ns.ip(&["link", "set", "eth0", "addrgenmode", "none"]);
+    ip(&["addr", "add", "169.254.77.1/30", "dev", "lxcnstcnt0"]);
+    ns.ip(&["addr", "add", "169.254.77.2/30", "dev", "eth0"]);
+    ip(&[
+        "neigh",
+        "replace",
+        "169.254.77.2",
+        "lladdr",
+        "02:00:00:77:00:02",
+        "dev",
+        "lxcnstcnt0",
+        "nud",
+        "permanent",
+    ]);
+    ns.ip(&[
+        "neigh",
+        "replace",
+        "169.254.77.1",
+        "lladdr",
+        "02:00:00:77:00:01",
+        "dev",
+        "eth0",
+        "nud",
+        "permanent",
+    ]);
+    ip(&["link", "set", "lxcnstcnt0", "up"]);
+    ns.ip(&["link", "set", "eth0", "up"]);
+    ns.ip(&["link", "set", "lo", "up"]);
+
+    let mut mapper = InterfaceMapper::new(InterfacesConfig::default());
+    let before = iface(
+        pod_at(&cycle(&mut mapper), "/run/netns/nst-counters").unwrap(),
+        "eth0",
+    )
+    .counters;
+    let host_rx_before = host_counter("lxcnstcnt0", "rx_bytes");
+    let host_tx_before = host_counter("lxcnstcnt0", "tx_bytes");
+
+    let host = UdpSocket::bind("169.254.77.1:9001").expect("bind on the test's own address");
+    host.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let child = Command::new("ip")
+        .args(["netns", "exec", &ns.name, "/usr/bin/python3", "-c", POD_UDP])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn python in the pod");
+    let mut script = Process { child };
+    let mut lines = BufReader::new(script.child.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "ready");
+    for _ in 0..5 {
+        host.send_to(&[b'h'; 300], "169.254.77.2:9000").unwrap();
+    }
+    let mut buf = [0u8; 2048];
+    for _ in 0..7 {
+        let (n, _) = host.recv_from(&mut buf).expect("pod datagram");
+        assert_eq!(n, 100);
+    }
+    assert_eq!(lines.next().unwrap().unwrap(), "received 5");
+    assert!(script.child.wait().unwrap().success());
+
+    let after = iface(
+        pod_at(&cycle(&mut mapper), "/run/netns/nst-counters").unwrap(),
+        "eth0",
+    )
+    .counters;
+    // On the wire: 14 (Ethernet) + 20 (IPv4) + 8 (UDP) + payload.
+    assert_eq!(
+        after.rx_packets - before.rx_packets,
+        5,
+        "the pod received the host's 5"
+    );
+    assert_eq!(after.rx_bytes - before.rx_bytes, 5 * (42 + 300));
+    assert_eq!(after.tx_packets - before.tx_packets, 7, "the pod sent 7");
+    assert_eq!(after.tx_bytes - before.tx_bytes, 7 * (42 + 100));
+    assert_eq!(
+        (after.rx_errors, after.tx_errors),
+        (before.rx_errors, before.tx_errors)
+    );
+    assert_eq!(
+        (after.rx_dropped, after.tx_dropped),
+        (before.rx_dropped, before.tx_dropped)
+    );
+    // The host end saw the same traffic the other way round.
+    assert_eq!(
+        host_counter("lxcnstcnt0", "rx_bytes") - host_rx_before,
+        7 * (42 + 100)
+    );
+    assert_eq!(
+        host_counter("lxcnstcnt0", "tx_bytes") - host_tx_before,
+        5 * (42 + 300)
+    );
+}

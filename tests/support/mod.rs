@@ -1,0 +1,216 @@
+//! Test pods on the real kernel: network namespaces and veth pairs made with iproute2, removed
+//! when their guard drops (also when the test fails). Each test passes its own short name prefix
+//! so tests can run in parallel; only addresses on interfaces a test made are ever sent to.
+#![allow(dead_code)] // each test file uses a different part of this module
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Runs `ip ARGS…` and panics with its stderr when it fails.
+pub fn ip(args: &[&str]) {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .expect("run ip (iproute2 installed?)");
+    assert!(
+        out.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Runs `ip ARGS…`, ignoring failure (clean-up of things that may already be gone).
+pub fn ip_quiet(args: &[&str]) {
+    let _ = Command::new("ip")
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+}
+
+/// Whether a link of that name exists in the root namespace.
+pub fn host_link_exists(name: &str) -> bool {
+    std::path::Path::new("/sys/class/net").join(name).exists()
+}
+
+/// A host link's index.
+pub fn host_ifindex(name: &str) -> u32 {
+    let text = std::fs::read_to_string(format!("/sys/class/net/{name}/ifindex"))
+        .unwrap_or_else(|e| panic!("ifindex of {name}: {e}"));
+    text.trim().parse().expect("ifindex is a number")
+}
+
+/// A host link's counter (`rx_bytes`, …) from sysfs.
+pub fn host_counter(name: &str, counter: &str) -> u64 {
+    let text = std::fs::read_to_string(format!("/sys/class/net/{name}/statistics/{counter}"))
+        .unwrap_or_else(|e| panic!("{counter} of {name}: {e}"));
+    text.trim().parse().expect("counter is a number")
+}
+
+/// Polls `cond` every 50 ms until it holds or `timeout` passes.
+pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    loop {
+        if cond() {
+            return true;
+        }
+        if start.elapsed() > timeout {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A named network namespace (`ip netns add`), deleted on drop.
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    pub fn new(name: &str) -> Self {
+        ip_quiet(&["netns", "del", name]); // a leftover from an aborted run
+        ip(&["netns", "add", name]);
+        Netns { name: name.into() }
+    }
+
+    pub fn path(&self) -> PathBuf {
+        PathBuf::from("/run/netns").join(&self.name)
+    }
+
+    /// Runs `ip -n NAME ARGS…`.
+    pub fn ip(&self, args: &[&str]) {
+        let mut all = vec!["-n", self.name.as_str()];
+        all.extend_from_slice(args);
+        ip(&all);
+    }
+
+    /// Deletes it now (the drop then does nothing).
+    pub fn delete(&mut self) {
+        ip_quiet(&["netns", "del", &self.name]);
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        self.delete();
+    }
+}
+
+/// A host link made by a test, deleted on drop (its peer goes with it). Links whose namespace
+/// is deleted first are already gone; deleting them again is harmless.
+pub struct HostLink {
+    pub name: String,
+}
+
+impl Drop for HostLink {
+    fn drop(&mut self) {
+        ip_quiet(&["link", "del", &self.name]);
+    }
+}
+
+/// A veth pair: `host` in the root namespace, `pod_name` in `netns` (a name from `ip netns` or a
+/// pid), IPv6 address generation off on both ends (no neighbour-discovery noise), both up.
+pub fn veth(host: &str, pod_name: &str, netns: &str) -> HostLink {
+    ip_quiet(&["link", "del", host]);
+    ip(&[
+        "link", "add", host, "type", "veth", "peer", "name", pod_name, "netns", netns,
+    ]);
+    let guard = HostLink { name: host.into() };
+    ip(&["link", "set", host, "addrgenmode", "none", "up"]);
+    if netns.bytes().all(|b| b.is_ascii_digit()) {
+        // Held by a process: reach it through the process.
+        let ns = format!("/proc/{netns}/ns/net");
+        nsenter_ip(&ns, &["link", "set", pod_name, "addrgenmode", "none", "up"]);
+    } else {
+        ip(&[
+            "-n",
+            netns,
+            "link",
+            "set",
+            pod_name,
+            "addrgenmode",
+            "none",
+            "up",
+        ]);
+    }
+    guard
+}
+
+/// Runs `ip ARGS…` inside the namespace file `ns` (for namespaces with no name).
+pub fn nsenter_ip(ns: &str, args: &[&str]) {
+    let out = Command::new("nsenter")
+        .arg(format!("--net={ns}"))
+        .arg("ip")
+        .args(args)
+        .output()
+        .expect("run nsenter");
+    assert!(
+        out.status.success(),
+        "nsenter --net={ns} ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A process started by a test, killed by its pid (never by name) on drop.
+pub struct Process {
+    pub child: Child,
+}
+
+impl Process {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `unshare --net sleep 600`: a namespace held only by a process, no bind mount.
+pub fn process_with_own_netns() -> Process {
+    let child = Command::new("unshare")
+        .args(["--net", "sleep", "600"])
+        .spawn()
+        .expect("spawn unshare");
+    let p = Process { child };
+    let own = std::fs::metadata("/proc/self/ns/net").expect("own netns");
+    let path = format!("/proc/{}/ns/net", p.pid());
+    // unshare execs sleep after entering the new namespace: wait until it has.
+    use std::os::unix::fs::MetadataExt;
+    let ready = wait_until(Duration::from_secs(5), || {
+        std::fs::metadata(&path).is_ok_and(|m| m.ino() != own.ino())
+    });
+    assert!(ready, "unshare did not enter a new namespace");
+    p
+}
+
+/// `ip netns exec NAME sleep 600`: a process inside a bind-mounted namespace.
+pub fn process_in(netns: &str) -> Process {
+    let child = Command::new("ip")
+        .args(["netns", "exec", netns, "sleep", "600"])
+        .spawn()
+        .expect("spawn ip netns exec");
+    let p = Process { child };
+    let target = std::fs::metadata(format!("/run/netns/{netns}")).expect("netns file");
+    let path = format!("/proc/{}/ns/net", p.pid());
+    use std::os::unix::fs::MetadataExt;
+    let ready = wait_until(Duration::from_secs(5), || {
+        std::fs::metadata(&path).is_ok_and(|m| m.ino() == target.ino())
+    });
+    assert!(ready, "process did not enter {netns}");
+    p
+}
+
+/// The inode of a namespace file.
+pub fn inode(path: &str) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path)
+        .unwrap_or_else(|e| panic!("stat {path}: {e}"))
+        .ino()
+}
