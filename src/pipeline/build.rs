@@ -247,3 +247,192 @@ fn wire<T: ?Sized>(
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Source, load_with_env};
+
+    fn build_yaml(yaml: &str) -> Result<Service, ConfigErrors> {
+        let sources = [Source::Inline {
+            name: "test.yaml".into(),
+            text: yaml.into(),
+        }];
+        let loaded = load_with_env(&sources, &|_| None)?;
+        build(
+            loaded.config,
+            BuildContext {
+                node_name: "n1".into(),
+            },
+        )
+    }
+
+    /// The errors, one string each.
+    fn errors(yaml: &str) -> Vec<String> {
+        match build_yaml(yaml) {
+            Ok(_) => panic!("expected errors for:\n{yaml}"),
+            Err(e) => e.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    fn has(errors: &[String], needle: &str) -> bool {
+        errors.iter().any(|e| e.contains(needle))
+    }
+
+    const GOOD: &str = "receivers: {netns: }\nresolvers: {interfaces: }\nexporters: {debug: , debug/b: }\nservice:\n  pipelines:\n    metrics:\n      receivers: [netns]\n      resolvers: [interfaces]\n      exporters: [debug]\n    metrics/two:\n      receivers: [netns]\n      exporters: [debug]\n";
+
+    #[test]
+    fn a_good_config_builds_and_shares_components() {
+        let service = build_yaml(GOOD).expect("valid");
+        assert_eq!(service.pipelines.len(), 2);
+        let a = &service.pipelines[0];
+        let b = &service.pipelines[1];
+        assert_eq!(a.name, "metrics");
+        assert_eq!(service.pipeline(None).unwrap().name, "metrics");
+        assert_eq!(
+            service.pipeline(Some("metrics/two")).unwrap().name,
+            "metrics/two"
+        );
+        assert!(service.pipeline(Some("nope")).is_none());
+        // One receiver instance, shared by both pipelines.
+        assert!(Arc::ptr_eq(&a.receivers[0].1, &b.receivers[0].1));
+        // debug/b is configured but in no pipeline: not wired anywhere.
+        assert!(
+            service
+                .pipelines
+                .iter()
+                .all(|p| p.exporters.iter().all(|(id, _)| id != "debug/b"))
+        );
+    }
+
+    #[test]
+    fn unknown_type_lists_the_valid_ones() {
+        let e = errors(
+            "receivers: {foo: }\nexporters: {debug: }\nservice: {pipelines: {metrics: {receivers: [foo], exporters: [debug]}}}",
+        );
+        assert!(
+            has(
+                &e,
+                "receivers::foo: unknown receiver type \"foo\"; valid types are: netns"
+            ),
+            "{e:?}"
+        );
+        let e = errors(
+            "receivers: {netns: }\nexporters: {bar/x: }\nservice: {pipelines: {metrics: {receivers: [netns], exporters: [bar/x]}}}",
+        );
+        assert!(
+            has(
+                &e,
+                "exporters::bar/x: unknown exporter type \"bar\"; valid types are: debug"
+            ),
+            "{e:?}"
+        );
+        let e = errors(
+            "receivers: {netns: }\nresolvers: {baz: }\nexporters: {debug: }\nservice: {pipelines: {metrics: {receivers: [netns], exporters: [debug]}}}",
+        );
+        assert!(has(&e, "resolvers::baz: unknown resolver type"), "{e:?}");
+        let e = errors(
+            "receivers: {netns: }\nexporters: {debug: }\nextensions: {health_check: }\nservice: {pipelines: {metrics: {receivers: [netns], exporters: [debug]}}}",
+        );
+        assert!(
+            has(&e, "extensions::health_check: unknown extension type"),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn invalid_ids_are_reported() {
+        let e = errors(
+            "receivers: {\"9netns\": }\nexporters: {debug/: }\nservice: {pipelines: {metrics: {receivers: [netns], exporters: [debug]}}}",
+        );
+        assert!(has(&e, "receivers::9netns: invalid id"), "{e:?}");
+        assert!(has(&e, "exporters::debug/: invalid id"), "{e:?}");
+    }
+
+    #[test]
+    fn dangling_and_duplicate_references_are_reported() {
+        let e = errors(
+            "receivers: {netns: }\nexporters: {debug: }\nservice:\n  extensions: [ghost]\n  pipelines:\n    metrics:\n      receivers: [netns, netns, cri]\n      resolvers: [interfaces]\n      exporters: [debug, otlp]\n",
+        );
+        assert!(
+            has(
+                &e,
+                "service::pipelines::metrics: references receiver \"cri\" which is not configured"
+            ),
+            "{e:?}"
+        );
+        assert!(
+            has(&e, "references receiver \"netns\" more than once"),
+            "{e:?}"
+        );
+        assert!(
+            has(
+                &e,
+                "references resolver \"interfaces\" which is not configured"
+            ),
+            "{e:?}"
+        );
+        assert!(
+            has(&e, "references exporter \"otlp\" which is not configured"),
+            "{e:?}"
+        );
+        assert!(
+            has(
+                &e,
+                "service::extensions::0: references extension \"ghost\" which is not configured"
+            ),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn pipelines_need_receivers_exporters_and_the_metrics_signal() {
+        let e = errors(
+            "receivers: {netns: }\nexporters: {debug: }\nservice:\n  pipelines:\n    metrics:\n    logs/x:\n      receivers: [netns]\n      exporters: [debug]\n",
+        );
+        assert!(
+            has(
+                &e,
+                "service::pipelines::metrics: must have at least one receiver"
+            ),
+            "{e:?}"
+        );
+        assert!(
+            has(
+                &e,
+                "service::pipelines::metrics: must have at least one exporter"
+            ),
+            "{e:?}"
+        );
+        assert!(
+            has(
+                &e,
+                "service::pipelines::logs/x: unsupported signal \"logs\""
+            ),
+            "{e:?}"
+        );
+        let e = errors("receivers: {netns: }\nexporters: {debug: }\n");
+        assert!(
+            has(&e, "service::pipelines: at least one pipeline is required"),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn component_settings_errors_and_validation_are_all_reported_together() {
+        let e = errors(
+            "receivers:\n  netns:\n    collection_interval: 1ms\n    scan_proc: false\n    paths: []\n  netns/b:\n    bogus: 1\n    other: 2\nresolvers:\n  interfaces:\n    include_loopback: maybe\nexporters:\n  debug:\n    verbosity: 3\nservice: {pipelines: {metrics: {receivers: [netns], exporters: [debug]}}}",
+        );
+        assert!(
+            has(
+                &e,
+                "receivers::netns: collection_interval: 1ms is below the minimum of 100ms"
+            ),
+            "{e:?}"
+        );
+        assert!(has(&e, "nothing to scan"), "{e:?}");
+        assert!(has(&e, "bogus") && has(&e, "other"), "{e:?}");
+        assert!(has(&e, "resolvers::interfaces::include_loopback"), "{e:?}");
+        assert!(has(&e, "exporters::debug::verbosity"), "{e:?}");
+    }
+}
