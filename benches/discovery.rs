@@ -37,6 +37,8 @@ const DEFAULT_PODS: &[usize] = &[100, 1000];
 const DEFAULT_ITERS: usize = 20;
 /// Fresh-mapper runs per pod count: the first is the table's "cold"; the others show its spread.
 const COLD_RUNS: usize = 3;
+/// Pause between setting pods up and measuring.
+const SETTLE: Duration = Duration::from_secs(3);
 /// After `ip netns del` the veths go asynchronously (facts.md: gone by about 1.5 s).
 const LINKS_GONE_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -410,27 +412,10 @@ fn check_netshim(batch: &Batch, expected: &Expected, what: &str) -> usize {
 // ---------------------------------------------------------------------------------------------
 // Measuring netshim
 
-/// CPU time of every live thread of this process (first field of `/proc/self/task/*/schedstat`,
-/// in nanoseconds). Threads that have exited are not counted, so it is used only around warm
-/// cycles, which run on the calling thread alone.
-///
-/// The kernel updates a running thread's figure only at a tick or a context switch (4 ms steps
-/// here); `sched_yield` updates it, so the calling thread's figure is exact to the microsecond.
+/// CPU time (user + system) of the whole process, threads that have exited included: the
+/// resolver spreads a cycle over short-lived threads when there are many namespaces.
 fn cpu_time() -> Result<Duration> {
-    std::thread::yield_now();
-    let mut ns = 0u64;
-    for task in fs::read_dir("/proc/self/task").context("listing /proc/self/task")? {
-        let path = task?.path().join("schedstat");
-        // A thread may exit between listing and reading.
-        let Ok(text) = fs::read_to_string(&path) else {
-            continue;
-        };
-        let first = text.split_whitespace().next().unwrap_or("0");
-        ns += first
-            .parse::<u64>()
-            .with_context(|| format!("parsing {}: {text:?}", path.display()))?;
-    }
-    Ok(Duration::from_nanos(ns))
+    netshim::sys::limits::process_cpu_time().context("getrusage")
 }
 
 /// `VmRSS` and `VmHWM` (peak) from `/proc/self/status`, in KiB.
@@ -905,6 +890,9 @@ fn run() -> Result<()> {
         let t = Instant::now();
         pods.grow_to(n)?;
         let setup = t.elapsed();
+        // Let the kernel finish the set-up's asynchronous work (link watch events, address
+        // configuration of a thousand new namespaces) so that it is not billed to netshim.
+        std::thread::sleep(SETTLE);
         let expected = Expected::read(n)?;
         eprintln!(
             "[{n} pods] set up in {:.2} s; measuring netshim…",

@@ -174,7 +174,7 @@ fn both_ends_with_the_same_ifindex_are_still_paired() {
     // Older kernels omit IFLA_LINK when both indexes are equal; newer ones ("rtnetlink: always
     // put IFLA_LINK for links with ndo_get_iflink") send it. Either way it may only name the
     // same index; the omitted case is also covered by the resolver's unit tests.
-    let host = RouteSocket::open()
+    let host = RouteSocket::open(netshim::sys::netlink::Watch::Nothing)
         .unwrap()
         .dump_links()
         .unwrap()
@@ -477,4 +477,37 @@ fn counters_are_exact_and_from_the_pods_point_of_view() {
         host_counter("lxcnstcnt0", "tx_bytes") - host_tx_before,
         5 * (42 + 300)
     );
+}
+
+#[test]
+fn changes_inside_a_known_namespace_are_seen_on_the_next_cycle() {
+    let ns = Netns::new("nst-changes");
+    let _l0 = veth("lxcnstchg0", "eth0", &ns.name);
+    let mut mapper = InterfaceMapper::new(InterfacesConfig::default());
+    let pods = cycle(&mut mapper);
+    let p = pod_at(&pods, "/run/netns/nst-changes").expect("pod found");
+    assert_eq!(p.interfaces.len(), 1);
+
+    // A second interface, an address, a rename: all after the namespace's links were cached.
+    let _l1 = veth("lxcnstchg1", "net1", &ns.name);
+    ns.ip(&["addr", "add", "169.254.78.2/30", "dev", "eth0"]);
+    ns.ip(&["link", "set", "net1", "down"]);
+    ns.ip(&["link", "set", "net1", "name", "net9"]);
+    let pods = cycle(&mut mapper);
+    let p = pod_at(&pods, "/run/netns/nst-changes").expect("pod found");
+    assert_eq!(peer_name(iface(p, "net9")), Some("lxcnstchg1"));
+    assert!(
+        iface(p, "eth0")
+            .addresses
+            .iter()
+            .any(|a| a.to_string() == "169.254.78.2/30")
+    );
+
+    // The host end replaced by a new pair whose pod end gets the old name: a new peer.
+    ip(&["link", "del", "lxcnstchg1"]);
+    let _l2 = veth("lxcnstchg2", "net9", &ns.name);
+    let pods = cycle(&mut mapper);
+    let p = pod_at(&pods, "/run/netns/nst-changes").expect("pod found");
+    assert_eq!(peer_name(iface(p, "net9")), Some("lxcnstchg2"));
+    assert_eq!(p.interfaces.len(), 2);
 }

@@ -8,7 +8,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use crate::model::NetnsKey;
-use crate::sys::netlink::RouteSocket;
+use crate::sys::netlink::{RouteSocket, Watch};
 
 /// The (device, inode) of a namespace file, following symlinks. Every nsfs file shares one
 /// device, so a bind mount and `/proc/PID/ns/net` of the same namespace compare equal.
@@ -58,47 +58,56 @@ impl NetnsFile {
     }
 }
 
-/// Opens one rtnetlink socket inside each of `namespaces`. The sockets stay bound to their
-/// namespace for their whole life, so later reads need no `setns`.
+/// Opens one rtnetlink socket inside each of `namespaces`, watching `watch`. The sockets stay
+/// bound to their namespace for their whole life, so later reads need no `setns`. Results are
+/// in the order of `namespaces`.
 ///
-/// `setns` changes the calling thread only, so this runs on a short-lived OS thread made for the
-/// purpose and never on an async worker. The thread is discarded afterwards: it never has to find
-/// its way back to the host namespace, and no other work can run in the wrong namespace.
-pub fn open_sockets_in(namespaces: &[&NetnsFile]) -> Vec<io::Result<RouteSocket>> {
+/// `setns` changes the calling thread only, so this runs on short-lived OS threads made for the
+/// purpose (`threads` of them, each taking a contiguous share), never on an async worker. The
+/// threads are discarded afterwards: they never have to find their way back to the host
+/// namespace, and no other work can run in the wrong namespace.
+pub fn open_sockets_in(
+    namespaces: &[&NetnsFile],
+    watch: Watch,
+    threads: usize,
+) -> Vec<io::Result<RouteSocket>> {
     if namespaces.is_empty() {
         return Vec::new();
     }
+    let share = namespaces.len().div_ceil(threads.max(1));
     std::thread::scope(|scope| {
-        let worker = std::thread::Builder::new()
-            .name("netshim-setns".into())
-            .spawn_scoped(scope, || {
-                namespaces
-                    .iter()
-                    .map(|ns| {
-                        enter_netns(ns.fd())?;
-                        RouteSocket::open()
-                    })
-                    .collect::<Vec<_>>()
-            });
-        match worker {
-            Ok(handle) => handle.join().unwrap_or_else(|_| {
-                // The closure does not panic; if it ever did, report every namespace as failed
-                // rather than propagating the panic.
-                namespaces
-                    .iter()
-                    .map(|_| Err(io::Error::other("setns thread panicked")))
-                    .collect()
-            }),
-            Err(e) => namespaces
-                .iter()
-                .map(|_| {
-                    Err(io::Error::new(
-                        e.kind(),
-                        format!("spawning setns thread: {e}"),
-                    ))
-                })
-                .collect(),
-        }
+        let workers: Vec<_> = namespaces
+            .chunks(share)
+            .map(|part| {
+                let worker = std::thread::Builder::new()
+                    .name("netshim-setns".into())
+                    .spawn_scoped(scope, move || {
+                        part.iter()
+                            .map(|ns| {
+                                enter_netns(ns.fd())?;
+                                RouteSocket::open(watch)
+                            })
+                            .collect::<Vec<_>>()
+                    });
+                (part.len(), worker)
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|(len, worker)| {
+                let failed =
+                    |why: String| (0..len).map(move |_| Err(io::Error::other(why.clone())));
+                match worker {
+                    Ok(handle) => match handle.join() {
+                        Ok(results) => results,
+                        // The closure does not panic; if it ever did, every namespace of its
+                        // share is reported as failed rather than the panic propagating.
+                        Err(_) => failed("setns thread panicked".into()).collect(),
+                    },
+                    Err(e) => failed(format!("spawning setns thread: {e}")).collect(),
+                }
+            })
+            .collect()
     })
 }
 

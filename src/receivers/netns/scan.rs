@@ -36,8 +36,14 @@ pub struct UidCache {
 /// and mounts come and go during any scan.
 pub fn scan(plan: &ScanPlan<'_>, uids: &mut UidCache) -> Vec<Sandbox> {
     let mut found: HashMap<NetnsKey, Found> = HashMap::new();
+    // `/var/run` is usually a symlink to `/run`: list each real folder once.
+    let mut folders_seen = Vec::new();
     for folder in plan.folders {
-        scan_folder(folder, plan.host, &mut found);
+        let real = std::fs::canonicalize(folder).unwrap_or_else(|_| folder.clone());
+        if !folders_seen.contains(&real) {
+            scan_folder(folder, plan.host, &mut found);
+            folders_seen.push(real);
+        }
     }
     if let Some(proc_root) = plan.proc_root {
         scan_proc(proc_root, plan.host, &mut found);

@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 use tracing::{debug, warn};
 
 use crate::model::{Batch, IfAddress, Interface, NetnsKey, NetnsRef, Peer, PodNetwork};
-use crate::sys::netlink::{AddrInfo, LinkInfo, NetlinkError, RouteSocket};
+use crate::sys::netlink::{AddrInfo, LinkInfo, NetlinkError, RouteSocket, Watch};
 use crate::sys::netns::{NetnsFile, open_sockets_in};
 
 use super::super::ResolverError;
@@ -15,6 +15,15 @@ use super::Config;
 /// A macvlan's or vlan's `IFLA_LINK` names its lower device, which is not a peer.
 const PAIRED_KINDS: &[&str] = &["veth", "netkit"];
 
+/// A pod namespace's links as of its last full dump; counters are refreshed every cycle.
+struct PodLinks {
+    /// Every link index of the namespace (loopback included), sorted: a stats dump listing
+    /// other indexes means links came or went.
+    indexes: Vec<u32>,
+    /// The reported interfaces, without peers (those come from the host map each cycle).
+    interfaces: Vec<Interface>,
+}
+
 /// What is kept for a pod namespace between cycles.
 struct NetnsHandle {
     /// Kept only until the namespace's id is known: the socket alone keeps what is needed,
@@ -22,8 +31,45 @@ struct NetnsHandle {
     file: Option<NetnsFile>,
     /// The host's id for this namespace, once it has one.
     nsid: Option<i32>,
-    /// Bound to the pod namespace for its whole life.
+    /// Bound to the pod namespace for its whole life, subscribed to its link and address
+    /// changes.
     socket: RouteSocket,
+    links: Option<PodLinks>,
+}
+
+impl NetnsHandle {
+    /// Brings the namespace's interfaces up to date. In the steady state that is one small
+    /// stats dump; the full link and address dumps run only when the namespace notified a
+    /// change (or the stats name other links). Returns whether a full dump ran.
+    fn refresh(&mut self, config: &Config) -> Result<bool, NetlinkError> {
+        if let Some(links) = self.links.as_mut() {
+            let mut stats = self.socket.dump_stats()?;
+            stats.sort_unstable_by_key(|(index, _)| *index);
+            let same_links = stats
+                .iter()
+                .map(|(i, _)| *i)
+                .eq(links.indexes.iter().copied());
+            if same_links && !self.socket.take_changed() {
+                for iface in &mut links.interfaces {
+                    if let Ok(at) = stats.binary_search_by_key(&iface.ifindex, |(i, _)| *i) {
+                        iface.counters = stats[at].1;
+                    }
+                }
+                return Ok(false);
+            }
+        }
+        // Cleared before dumping: a change that lands during the dumps is seen next cycle.
+        self.socket.take_changed();
+        let links = self.socket.dump_links()?;
+        let addrs = self.socket.dump_addresses()?;
+        let mut indexes: Vec<u32> = links.iter().map(|l| l.index).collect();
+        indexes.sort_unstable();
+        self.links = Some(PodLinks {
+            indexes,
+            interfaces: interfaces(links, addrs, config),
+        });
+        Ok(true)
+    }
 }
 
 /// The host link a pod interface is paired with, keyed by (pod nsid, pod-side ifindex).
@@ -32,17 +78,31 @@ type HostPeers = HashMap<(i32, u32), Peer>;
 /// Maps pods to interfaces and peers. Holds one socket per pod namespace across cycles and
 /// closes it as soon as the namespace is no longer in a batch (holding it would keep a deleted
 /// namespace, and its veth, alive).
+///
+/// Work per cycle is proportional to what changed: the host's links are dumped again only when
+/// the host notified a link change or a pod namespace appeared or changed, and each pod's links
+/// only when that namespace notified a change. Otherwise a cycle is one stats dump per pod.
 pub struct InterfaceMapper {
     config: Config,
+    /// The host namespace's socket, subscribed to its link changes.
     host: Option<RouteSocket>,
+    host_peers: HostPeers,
+    /// The host map must be rebuilt before it is used again.
+    host_stale: bool,
     handles: HashMap<NetnsKey, NetnsHandle>,
 }
+
+/// Notifications of up to this many bytes can wait between two cycles on the host socket
+/// before some are lost (a loss is noticed and handled as a change).
+const HOST_RECEIVE_BUFFER: usize = 4 << 20;
 
 impl InterfaceMapper {
     pub fn new(config: Config) -> Self {
         InterfaceMapper {
             config,
             host: None,
+            host_peers: HostPeers::new(),
+            host_stale: true,
             handles: HashMap::new(),
         }
     }
@@ -55,17 +115,8 @@ impl InterfaceMapper {
     /// Fills in every pod's interfaces. A pod whose namespace cannot be opened or read is
     /// dropped from the batch with one log line; the rest are reported.
     pub fn resolve(&mut self, batch: &mut Batch) -> Result<(), ResolverError> {
-        let host_links = match self.host_links() {
-            Ok(links) => links,
-            Err(e) => {
-                // The socket may be broken; open a fresh one next cycle.
-                self.host = None;
-                return Err(ResolverError::Failed(format!(
-                    "cannot list the host's links: {e}"
-                )));
-            }
-        };
-        let peers = host_peers(host_links);
+        self.note_host_changes()
+            .map_err(|e| self.host_failed("cannot watch the host's links", e))?;
 
         let wanted: HashSet<NetnsKey> = batch
             .pods
@@ -75,28 +126,88 @@ impl InterfaceMapper {
             .collect();
         // Release namespaces that are gone first, so their veths can go too.
         self.handles.retain(|key, _| wanted.contains(key));
-        self.open_new(batch);
+        if self.open_new(batch) > 0 {
+            self.host_stale = true;
+        }
 
-        batch.pods.retain_mut(|pod| self.fill(pod, &peers));
+        let (any_full, failed) = refresh_all(&mut self.handles, &self.config);
+        self.host_stale |= any_full;
+        // The namespace may be on its way out; reopen it next cycle if it is still there.
+        for (key, e) in failed {
+            warn!(inode = key.inode, error = %e, "cannot read the namespace's links, skipped");
+            self.handles.remove(&key);
+        }
+
+        if self.host_stale {
+            self.refresh_host()
+                .map_err(|e| self.host_failed("cannot list the host's links", e))?;
+        }
+
+        let handles = &self.handles;
+        let peers = &self.host_peers;
+        batch.pods.retain_mut(|pod| fill(pod, handles, peers));
         Ok(())
     }
 
-    fn host_links(&mut self) -> Result<Vec<LinkInfo>, NetlinkError> {
-        let host = match self.host.take() {
-            Some(host) => host,
+    /// Opens the host socket when needed and notes whether the host's links changed.
+    fn note_host_changes(&mut self) -> Result<(), NetlinkError> {
+        if self.host.is_none() {
             // Opened on the calling thread, which is in the host namespace: no thread of this
             // agent other than the dedicated setns thread ever leaves it.
-            None => RouteSocket::open().map_err(|source| NetlinkError::Io {
-                op: "open host socket",
-                source,
-            })?,
+            let host = RouteSocket::open(Watch::Links)
+                .and_then(|mut host| host.set_receive_buffer(HOST_RECEIVE_BUFFER).map(|()| host))
+                .map_err(|source| NetlinkError::Io {
+                    op: "open host socket",
+                    source,
+                })?;
+            self.host = Some(host);
+            self.host_stale = true;
+        }
+        if let Some(host) = self.host.as_mut() {
+            host.drain_notifications()?;
+            self.host_stale |= host.take_changed();
+        }
+        Ok(())
+    }
+
+    /// Dumps the host's links again, and asks the ids of namespaces that had none.
+    fn refresh_host(&mut self) -> Result<(), NetlinkError> {
+        let Some(host) = self.host.as_mut() else {
+            return Ok(()); // note_host_changes opened it, or failed and returned early
         };
-        self.host.insert(host).dump_links()
+        // Cleared before dumping: a change that lands during the dump is seen next cycle.
+        host.take_changed();
+        self.host_peers = host_peers(host.dump_links()?);
+        self.host_stale = false;
+        // After the dump: reporting a link whose peer is in a namespace assigns that namespace
+        // an id, so a namespace with no id now has no host peer at all.
+        for handle in self.handles.values_mut() {
+            let (None, Some(file)) = (handle.nsid, handle.file.as_ref()) else {
+                continue;
+            };
+            match host.netns_id(file.fd()) {
+                Ok(Some(id)) => {
+                    handle.nsid = Some(id);
+                    handle.file = None;
+                }
+                Ok(None) => {}
+                Err(e) => debug!(inode = file.key().inode, error = %e, "netns id query failed"),
+            }
+        }
+        Ok(())
+    }
+
+    /// Drops the host socket (it may be broken: a fresh one is opened next cycle) and says why
+    /// nothing could be done this cycle.
+    fn host_failed(&mut self, what: &str, e: NetlinkError) -> ResolverError {
+        self.host = None;
+        ResolverError::Failed(format!("{what}: {e}"))
     }
 
     /// Opens a namespace file and a socket inside it for every namespace of the batch not yet
-    /// known. All sockets of one cycle are opened in one trip of the setns thread.
-    fn open_new(&mut self, batch: &Batch) {
+    /// known. All sockets of one cycle are opened in one trip of the setns thread. Returns how
+    /// many were opened.
+    fn open_new(&mut self, batch: &Batch) -> usize {
         let mut files = Vec::new();
         let mut seen = HashSet::new();
         for pod in &batch.pods {
@@ -120,16 +231,19 @@ impl InterfaceMapper {
             }
         }
         let refs: Vec<&NetnsFile> = files.iter().collect();
-        let sockets = open_sockets_in(&refs);
+        let sockets = open_sockets_in(&refs, Watch::LinksAndAddresses, worker_threads(refs.len()));
+        let mut opened = 0;
         for (file, socket) in files.into_iter().zip(sockets) {
             match socket {
                 Ok(socket) => {
+                    opened += 1;
                     self.handles.insert(
                         file.key(),
                         NetnsHandle {
                             file: Some(file),
                             nsid: None,
                             socket,
+                            links: None,
                         },
                     );
                 }
@@ -139,52 +253,114 @@ impl InterfaceMapper {
                 ),
             }
         }
+        opened
     }
+}
 
-    /// Fills one pod in; false drops it from the batch.
-    fn fill(&mut self, pod: &mut PodNetwork, peers: &HostPeers) -> bool {
-        if pod.sandbox.host_network {
-            // The node's interfaces are not the pod's: no per-interface data.
-            pod.interfaces.clear();
-            return true;
-        }
-        let Some(netns) = pod.sandbox.netns.as_ref() else {
-            return true; // known to a runtime, namespace not found: reported without interfaces
-        };
-        let key = netns.key();
-        let path = netns.path.clone();
-        let Some(handle) = self.handles.get_mut(&key) else {
-            return false; // could not be opened this cycle; logged in open_new
-        };
-        if let (None, Some(file), Some(host)) =
-            (handle.nsid, handle.file.as_ref(), self.host.as_mut())
-        {
-            match host.netns_id(file.fd()) {
-                Ok(Some(id)) => {
-                    handle.nsid = Some(id);
-                    handle.file = None;
-                }
-                // No id: no host link points into this namespace (the host dump assigns one to
-                // every namespace a reported link's peer lives in).
-                Ok(None) => {}
-                Err(e) => debug!(path = %path.display(), error = %e, "netns id query failed"),
-            }
-        }
-        let links = handle.socket.dump_links();
-        let addrs = links.and_then(|l| handle.socket.dump_addresses().map(|a| (l, a)));
-        match addrs {
-            Ok((links, addrs)) => {
-                pod.interfaces = interfaces(links, addrs, handle.nsid, peers, &self.config);
-                true
-            }
-            Err(e) => {
-                warn!(path = %path.display(), error = %e, "cannot read the namespace's links, skipped");
-                // The namespace may be on its way out; reopen it if it is still there next time.
-                self.handles.remove(&key);
-                false
-            }
+/// Below this many namespaces a cycle's per-namespace work stays on one thread: starting
+/// threads would cost more than it saves.
+const PARALLEL_FROM: usize = 64;
+
+/// How many threads share `items` namespaces' work: one per core, at most 4.
+fn worker_threads(items: usize) -> usize {
+    if items < PARALLEL_FROM {
+        1
+    } else {
+        std::thread::available_parallelism().map_or(1, |n| n.get().min(4))
+    }
+}
+
+/// Refreshes every handle, spread over a few threads when there are many (each handle has its
+/// own socket, so shares are independent). Returns whether any handle did a full dump, and the
+/// handles that failed.
+fn refresh_all(
+    handles: &mut HashMap<NetnsKey, NetnsHandle>,
+    config: &Config,
+) -> (bool, Vec<(NetnsKey, NetlinkError)>) {
+    let mut entries: Vec<(NetnsKey, &mut NetnsHandle)> =
+        handles.iter_mut().map(|(k, h)| (*k, h)).collect();
+    let share = entries.len().div_ceil(worker_threads(entries.len())).max(1);
+    let refresh_share = |part: &mut [(NetnsKey, &mut NetnsHandle)]| {
+        part.iter_mut()
+            .map(|(key, handle)| (*key, handle.refresh(config)))
+            .collect::<Vec<_>>()
+    };
+    let results: Vec<(NetnsKey, Result<bool, NetlinkError>)> = if share >= entries.len() {
+        refresh_share(&mut entries)
+    } else {
+        std::thread::scope(|scope| {
+            let workers: Vec<_> = entries
+                .chunks_mut(share)
+                .map(|part| {
+                    let keys: Vec<NetnsKey> = part.iter().map(|(k, _)| *k).collect();
+                    (keys, scope.spawn(move || refresh_share(part)))
+                })
+                .collect();
+            workers
+                .into_iter()
+                .flat_map(|(keys, worker)| {
+                    worker.join().unwrap_or_else(|_| {
+                        // refresh does not panic; if it ever did, its share counts as failed.
+                        keys.into_iter()
+                            .map(|k| {
+                                let e = NetlinkError::Malformed {
+                                    op: "refresh",
+                                    detail: "worker thread panicked".into(),
+                                };
+                                (k, Err(e))
+                            })
+                            .collect()
+                    })
+                })
+                .collect()
+        })
+    };
+    let mut any_full = false;
+    let mut failed = Vec::new();
+    for (key, result) in results {
+        match result {
+            Ok(full) => any_full |= full,
+            Err(e) => failed.push((key, e)),
         }
     }
+    (any_full, failed)
+}
+
+/// Fills one pod in from its namespace's cached links and the host map; false drops it from
+/// the batch.
+fn fill(pod: &mut PodNetwork, handles: &HashMap<NetnsKey, NetnsHandle>, peers: &HostPeers) -> bool {
+    if pod.sandbox.host_network {
+        // The node's interfaces are not the pod's: no per-interface data.
+        pod.interfaces.clear();
+        return true;
+    }
+    let Some(netns) = pod.sandbox.netns.as_ref() else {
+        return true; // known to a runtime, namespace not found: reported without interfaces
+    };
+    // Missing: could not be opened or read this cycle (logged where it failed).
+    let Some(handle) = handles.get(&netns.key()) else {
+        return false;
+    };
+    let Some(links) = handle.links.as_ref() else {
+        return false;
+    };
+    pod.interfaces = links
+        .interfaces
+        .iter()
+        .map(|iface| Interface {
+            peer: peer_of(iface, handle.nsid, peers),
+            ..iface.clone()
+        })
+        .collect();
+    true
+}
+
+/// The host end of a pod interface: the host link of the same kind pointing at (the pod
+/// namespace's id, the interface's index). No id means no host link points into the namespace.
+fn peer_of(iface: &Interface, nsid: Option<i32>, peers: &HostPeers) -> Option<Peer> {
+    nsid.and_then(|id| peers.get(&(id, iface.ifindex)))
+        .filter(|p| p.kind == iface.kind)
+        .cloned()
 }
 
 /// Indexes the host's paired links by the (namespace id, ifindex) of their other end.
@@ -210,14 +386,8 @@ fn host_peers(links: Vec<LinkInfo>) -> HostPeers {
         .collect()
 }
 
-/// Builds a pod's interface list from its own dumps.
-fn interfaces(
-    links: Vec<LinkInfo>,
-    addrs: Vec<AddrInfo>,
-    nsid: Option<i32>,
-    peers: &HostPeers,
-    config: &Config,
-) -> Vec<Interface> {
+/// Builds a pod's interface list (without peers) from its own dumps.
+fn interfaces(links: Vec<LinkInfo>, addrs: Vec<AddrInfo>, config: &Config) -> Vec<Interface> {
     let mut by_index: HashMap<u32, Vec<IfAddress>> = HashMap::new();
     for a in addrs {
         by_index.entry(a.index).or_default().push(IfAddress {
@@ -234,10 +404,6 @@ fn interfaces(
                 (None, true) => "loopback".to_string(),
                 (None, false) => "device".to_string(),
             };
-            let peer = nsid
-                .and_then(|id| peers.get(&(id, link.index)))
-                .filter(|p| p.kind == kind)
-                .cloned();
             let mut addresses = by_index.remove(&link.index).unwrap_or_default();
             addresses.sort();
             Interface {
@@ -246,7 +412,7 @@ fn interfaces(
                 kind,
                 mac: link.mac.as_deref().map(format_mac),
                 addresses,
-                peer,
+                peer: None,
                 counters: link.stats.unwrap_or_default(),
             }
         })
@@ -320,19 +486,13 @@ mod tests {
             ip: "10.0.0.5".parse().unwrap(),
             prefix_len: 24,
         }];
-        let out = interfaces(
-            vec![lo, eth0, net1],
-            addrs,
-            Some(7),
-            &peers,
-            &Config::default(),
-        );
+        let out = interfaces(vec![lo, eth0, net1], addrs, &Config::default());
         assert_eq!(out.len(), 2);
         assert_eq!(out[0].name, "eth0");
-        assert_eq!(out[0].peer.as_ref().unwrap().name, "lxcabc");
+        assert_eq!(peer_of(&out[0], Some(7), &peers).unwrap().name, "lxcabc");
         assert_eq!(out[0].addresses[0].to_string(), "10.0.0.5/24");
         assert_eq!(out[1].name, "net1");
-        assert!(out[1].peer.is_none());
+        assert!(peer_of(&out[1], Some(7), &peers).is_none());
     }
 
     #[test]
@@ -349,11 +509,10 @@ mod tests {
         let out = interfaces(
             vec![link(2, "eth0", Some("veth"))],
             vec![],
-            None,
-            &peers,
             &Config::default(),
         );
-        assert!(out[0].peer.is_none());
+        assert!(peer_of(&out[0], None, &peers).is_none());
+        assert!(peer_of(&out[0], Some(0), &peers).is_some());
     }
 
     #[test]

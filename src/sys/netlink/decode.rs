@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{
-    LinkAttribute, LinkInfo as NlLinkInfo, LinkLayerType, LinkMessage,
+    LinkAttribute, LinkInfo as NlLinkInfo, LinkLayerType, LinkMessage, Stats64,
 };
 
 use crate::model::Counters;
@@ -46,18 +46,7 @@ impl LinkInfo {
                 LinkAttribute::Address(mac) => link.mac = Some(mac),
                 LinkAttribute::Link(index) => link.link = Some(index),
                 LinkAttribute::LinkNetNsId(id) => link.link_netnsid = Some(id),
-                LinkAttribute::Stats64(s) => {
-                    link.stats = Some(Counters {
-                        rx_bytes: s.rx_bytes,
-                        tx_bytes: s.tx_bytes,
-                        rx_packets: s.rx_packets,
-                        tx_packets: s.tx_packets,
-                        rx_errors: s.rx_errors,
-                        tx_errors: s.tx_errors,
-                        rx_dropped: s.rx_dropped,
-                        tx_dropped: s.tx_dropped,
-                    })
-                }
+                LinkAttribute::Stats64(s) => link.stats = Some(counters_from(&s)),
                 LinkAttribute::LinkInfo(infos) => {
                     for info in infos {
                         if let NlLinkInfo::Kind(kind) = info {
@@ -76,6 +65,20 @@ impl LinkInfo {
     /// have a peer in another namespace (`link_netnsid` present).
     pub fn peer_index(&self) -> u32 {
         self.link.unwrap_or(self.index)
+    }
+}
+
+/// The counters netshim reports, out of the kernel's `rtnl_link_stats64`.
+pub(crate) fn counters_from(s: &Stats64) -> Counters {
+    Counters {
+        rx_bytes: s.rx_bytes,
+        tx_bytes: s.tx_bytes,
+        rx_packets: s.rx_packets,
+        tx_packets: s.tx_packets,
+        rx_errors: s.rx_errors,
+        tx_errors: s.tx_errors,
+        rx_dropped: s.rx_dropped,
+        tx_dropped: s.tx_dropped,
     }
 }
 

@@ -7,4 +7,4 @@ mod decode;
 mod socket;
 
 pub use decode::{AddrInfo, LinkInfo};
-pub use socket::{NetlinkError, RouteSocket};
+pub use socket::{NetlinkError, RouteSocket, Watch};

@@ -1,5 +1,6 @@
 //! The rtnetlink socket and its request/response loop.
 
+use std::cell::RefCell;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
 use std::time::Duration;
@@ -15,7 +16,10 @@ use netlink_packet_route::nsid::{NsidAttribute, NsidMessage};
 use netlink_sys::protocols::NETLINK_ROUTE;
 use netlink_sys::{Socket, SocketAddr};
 
-use super::decode::{AddrInfo, LinkInfo};
+use netlink_packet_route::stats::{StatsAttribute, StatsFilterMask, StatsMessage};
+
+use super::decode::{AddrInfo, LinkInfo, counters_from};
+use crate::model::Counters;
 
 const NLMSG_HDRLEN: usize = 16;
 const NLMSG_NOOP: u16 = 1;
@@ -65,9 +69,52 @@ impl NetlinkError {
 pub struct RouteSocket {
     socket: Socket,
     seq: u32,
-    buf: Vec<u8>,
     /// Messages the kernel sent that `netlink-packet-route` could not decode; they are skipped.
     undecodable: u64,
+    /// A change notification (or a notification overflow) arrived since the last
+    /// [`RouteSocket::take_changed`].
+    changed: bool,
+}
+
+/// Which change notifications a socket receives (legacy `RTMGRP_*` bits given at bind time, so
+/// subscribing costs no extra system call).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Watch {
+    Nothing,
+    /// Links added, removed or changed.
+    Links,
+    /// Links, and IPv4 and IPv6 addresses.
+    LinksAndAddresses,
+}
+
+impl Watch {
+    fn groups(self) -> u32 {
+        const RTMGRP_LINK: u32 = 0x1;
+        const RTMGRP_IPV4_IFADDR: u32 = 0x10;
+        const RTMGRP_IPV6_IFADDR: u32 = 0x100;
+        match self {
+            Watch::Nothing => 0,
+            Watch::Links => RTMGRP_LINK,
+            Watch::LinksAndAddresses => RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR,
+        }
+    }
+}
+
+thread_local! {
+    /// One receive buffer per thread, shared by every socket used on it: requests are
+    /// synchronous, so a thread never reads two answers at once, and a thousand idle pod sockets
+    /// cost no buffer memory.
+    static RECEIVE_BUFFER: RefCell<Vec<u8>> = RefCell::new(vec![0; INITIAL_BUFFER]);
+}
+
+/// Runs `f` with this thread's receive buffer.
+fn with_buffer<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
+    RECEIVE_BUFFER.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buf) => f(&mut buf),
+        // Only possible if a message callback re-entered this layer, which none does; a fresh
+        // buffer is still correct, just slower.
+        Err(_) => f(&mut vec![0; INITIAL_BUFFER]),
+    })
 }
 
 /// How one request ended.
@@ -76,23 +123,83 @@ struct Outcome {
 }
 
 impl RouteSocket {
-    /// Opens a socket in the calling thread's network namespace.
-    pub fn open() -> io::Result<Self> {
+    /// Opens a socket in the calling thread's network namespace. Notifications of `watch` are
+    /// never read one by one: any of them only marks the socket as changed (see
+    /// [`Self::take_changed`]), whether it arrives while waiting for an answer or is drained by
+    /// [`Self::drain_notifications`].
+    pub fn open(watch: Watch) -> io::Result<Self> {
         let mut socket = Socket::new(NETLINK_ROUTE)?;
-        socket.bind_auto()?;
-        socket.connect(&SocketAddr::new(0, 0))?;
+        // Port 0: the kernel picks one. Unconnected, requests go to the kernel.
+        socket.bind(&SocketAddr::new(0, watch.groups()))?;
         set_receive_timeout(&socket, RECEIVE_TIMEOUT)?;
         Ok(RouteSocket {
             socket,
             seq: 0,
-            buf: vec![0; INITIAL_BUFFER],
             undecodable: 0,
+            changed: false,
         })
     }
 
     /// How many kernel messages could not be decoded (and were skipped) so far.
     pub fn undecodable_messages(&self) -> u64 {
         self.undecodable
+    }
+
+    /// Sets the kernel receive buffer, so that notifications between two cycles fit.
+    pub fn set_receive_buffer(&mut self, bytes: usize) -> io::Result<()> {
+        self.socket.set_rx_buf_sz(bytes)
+    }
+
+    /// Whether a change notification arrived since the last call; clears the mark.
+    pub fn take_changed(&mut self) -> bool {
+        std::mem::take(&mut self.changed)
+    }
+
+    /// Reads every queued notification without blocking, marking the socket changed if there
+    /// was any (or if some were lost to a full buffer).
+    pub fn drain_notifications(&mut self) -> Result<(), NetlinkError> {
+        with_buffer(|buf| self.drain_into(buf))
+    }
+
+    fn drain_into(&mut self, buf: &mut [u8]) -> Result<(), NetlinkError> {
+        loop {
+            match self
+                .socket
+                .recv(&mut &mut buf[..], libc::MSG_DONTWAIT | libc::MSG_TRUNC)
+            {
+                Ok(_) => self.changed = true,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => self.changed = true,
+                Err(source) => {
+                    return Err(NetlinkError::Io {
+                        op: "drain notifications",
+                        source,
+                    });
+                }
+            }
+        }
+    }
+
+    /// The 64-bit counters of every link of the namespace, by index (`RTM_GETSTATS` limited to
+    /// `IFLA_STATS_LINK_64`): a small fraction of a full link dump's cost.
+    pub fn dump_stats(&mut self) -> Result<Vec<(u32, Counters)>, NetlinkError> {
+        let mut request = StatsMessage::default();
+        request.header.filter_mask = StatsFilterMask::Link64;
+        self.dump(
+            "dump stats",
+            RouteNetlinkMessage::GetStats(request),
+            |msg| {
+                let RouteNetlinkMessage::NewStats(stats) = msg else {
+                    return None;
+                };
+                let index = stats.header.ifindex;
+                stats.attributes.into_iter().find_map(|a| match a {
+                    StatsAttribute::Link64(s) => Some((index, counters_from(&s))),
+                    _ => None,
+                })
+            },
+        )
     }
 
     /// Every link of the socket's namespace, with its statistics.
@@ -194,12 +301,24 @@ impl RouteSocket {
             .map_err(|source| NetlinkError::Io { op, source })?;
 
         let is_dump = extra_flags & NLM_F_DUMP == NLM_F_DUMP;
+        with_buffer(|buf| self.read_answer(buf, op, seq, is_dump, &mut on_message))
+    }
+
+    /// Feeds the messages of the answer to request `seq` to `on_message`, until it is complete.
+    fn read_answer(
+        &mut self,
+        buf: &mut Vec<u8>,
+        op: &'static str,
+        seq: u32,
+        is_dump: bool,
+        on_message: &mut dyn FnMut(RouteNetlinkMessage),
+    ) -> Result<Outcome, NetlinkError> {
         let mut outcome = Outcome { interrupted: false };
         loop {
-            let n = self.receive(op)?;
+            let n = self.receive(buf, op)?;
             let mut offset = 0;
             while offset + NLMSG_HDRLEN <= n {
-                let frame = &self.buf[offset..n];
+                let frame = &buf[offset..n];
                 let len = read_u32(frame, 0) as usize;
                 if len < NLMSG_HDRLEN || len > frame.len() {
                     return Err(NetlinkError::Malformed {
@@ -212,7 +331,11 @@ impl RouteSocket {
                 let msg_seq = read_u32(frame, 8);
                 offset += align4(len);
                 if msg_seq != seq {
-                    // A late answer to an earlier request that timed out: not ours.
+                    // Sequence 0 is a notification; anything else is a late answer to an
+                    // earlier request that timed out. Neither is part of this answer.
+                    if msg_seq == 0 {
+                        self.changed = true;
+                    }
                     continue;
                 }
                 if flags & NLM_F_DUMP_INTR != 0 {
@@ -262,18 +385,20 @@ impl RouteSocket {
         }
     }
 
-    /// Receives one datagram into `self.buf`, growing it when the datagram did not fit (the
+    /// Receives one datagram into `buf`, growing it when the datagram did not fit (the
     /// truncated datagram is lost, so the request fails and the caller may retry).
-    fn receive(&mut self, op: &'static str) -> Result<usize, NetlinkError> {
+    fn receive(&mut self, buf: &mut Vec<u8>, op: &'static str) -> Result<usize, NetlinkError> {
         let n = loop {
-            match self.socket.recv(&mut &mut self.buf[..], libc::MSG_TRUNC) {
+            match self.socket.recv(&mut &mut buf[..], libc::MSG_TRUNC) {
                 Ok(n) => break n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // Notifications were lost to a full buffer; the answer itself keeps coming.
+                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => self.changed = true,
                 Err(source) => return Err(NetlinkError::Io { op, source }),
             }
         };
-        if n > self.buf.len() {
-            self.buf.resize(n.next_power_of_two(), 0);
+        if n > buf.len() {
+            buf.resize(n.next_power_of_two(), 0);
             return Err(NetlinkError::Malformed {
                 op,
                 detail: format!("a {n}-byte datagram did not fit the buffer"),
@@ -327,7 +452,7 @@ mod tests {
 
     #[test]
     fn loopback_is_in_every_namespace() {
-        let mut s = RouteSocket::open().expect("open netlink socket");
+        let mut s = RouteSocket::open(Watch::Nothing).expect("open netlink socket");
         let links = s.dump_links().expect("dump links");
         let lo = links.iter().find(|l| l.name == "lo").expect("lo present");
         assert!(lo.is_loopback);
@@ -338,7 +463,7 @@ mod tests {
 
     #[test]
     fn own_namespace_has_no_id_relative_to_itself_or_a_valid_one() {
-        let mut s = RouteSocket::open().expect("open netlink socket");
+        let mut s = RouteSocket::open(Watch::Nothing).expect("open netlink socket");
         let f = std::fs::File::open("/proc/self/ns/net").expect("open own netns");
         use std::os::fd::AsFd;
         // Either unassigned or a non-negative id; never an error.
@@ -348,7 +473,7 @@ mod tests {
 
     #[test]
     fn a_non_namespace_fd_is_a_kernel_error_not_a_panic() {
-        let mut s = RouteSocket::open().expect("open netlink socket");
+        let mut s = RouteSocket::open(Watch::Nothing).expect("open netlink socket");
         let f = std::fs::File::open("/proc/self/status").expect("open a regular file");
         use std::os::fd::AsFd;
         let err = s.netns_id(f.as_fd()).expect_err("not a netns");
