@@ -511,3 +511,27 @@ fn changes_inside_a_known_namespace_are_seen_on_the_next_cycle() {
     assert_eq!(peer_name(iface(p, "net9")), Some("lxcnstchg2"));
     assert_eq!(p.interfaces.len(), 2);
 }
+
+#[test]
+fn junk_in_a_netns_folder_is_skipped() {
+    let ns = Netns::new("nst-junk");
+    let _l = veth("lxcnstjunk0", "eth0", &ns.name);
+    let dir = std::env::temp_dir().join(format!("nst-junk-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("a-folder")).unwrap();
+    std::fs::write(dir.join("a-regular-file"), b"not a namespace").unwrap();
+    std::os::unix::fs::symlink("/nonexistent/netns", dir.join("dangling")).unwrap();
+    std::os::unix::fs::symlink(ns.path(), dir.join("link-to-real")).unwrap();
+
+    let receiver = NetnsReceiver::new(NetnsConfig {
+        paths: vec![dir.clone(), dir.join("missing-folder")],
+        scan_proc: false,
+        ..NetnsConfig::default()
+    });
+    let found = receiver.scan_blocking().expect("scan");
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(found.len(), 1, "{found:?}");
+    let netns = found[0].netns.as_ref().unwrap();
+    assert_eq!(netns.inode, inode("/run/netns/nst-junk"));
+    assert_eq!(netns.path, dir.join("link-to-real"));
+}
