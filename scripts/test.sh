@@ -3,7 +3,7 @@
 # kernel (network namespaces and veth pairs made by the tests, so it needs root).
 # Installs what the tests need from Debian's packages when it is missing, so it also passes on a
 # brand-new Debian 12 machine that has only the Rust toolchain.
-set -euo pipefail
+set -euo pipefail  # pipefail: a failing `cargo test | tee` fails the script
 cd "$(dirname "$0")/.."
 
 if [ "$(id -u)" != 0 ]; then
@@ -38,4 +38,9 @@ if cargo clippy --version >/dev/null 2>&1; then
 else
   echo "WARNING: clippy is not installed; lints not checked" >&2
 fi
-cargo test --locked
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+cargo test --locked 2>&1 | tee "$log"
+# One closing line for the whole run (cargo prints one per test binary, the last being the
+# doc tests, which are few).
+awk '/^test result:/ { p += $4; f += $6 } END { printf "all tests: %d passed, %d failed\n", p, f }' "$log"
