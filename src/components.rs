@@ -48,7 +48,7 @@ pub type ReceiverFactory = Factory<dyn Receiver>;
 pub type ResolverFactory = Factory<dyn Resolver>;
 pub type ExporterFactory = Factory<dyn Exporter>;
 
-pub const RECEIVERS: &[ReceiverFactory] = &[receivers::netns::FACTORY];
+pub const RECEIVERS: &[ReceiverFactory] = &[receivers::netns::FACTORY, receivers::cri::FACTORY];
 pub const RESOLVERS: &[ResolverFactory] = &[resolvers::interfaces::FACTORY];
 pub const EXPORTERS: &[ExporterFactory] = &[exporters::debug::FACTORY];
 /// Extensions arrive with the health_check issue; the section is accepted (and must be empty).

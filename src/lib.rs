@@ -5,6 +5,7 @@
 pub mod components;
 pub mod config;
 pub mod exporters;
+pub mod health;
 pub mod model;
 pub mod output;
 pub mod pipeline;

@@ -75,6 +75,12 @@ pub struct Sandbox {
     pub host_network: bool,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub containers: Vec<Container>,
+    /// The runtime's sandbox labels (the pod's labels plus `io.kubernetes.*` keys).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// The runtime's sandbox annotations.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
 }
 
 impl Sandbox {
@@ -99,6 +105,12 @@ impl Sandbox {
         self.host_network |= other.host_network;
         if self.containers.is_empty() {
             self.containers = other.containers;
+        }
+        for (k, v) in other.labels {
+            self.labels.entry(k).or_insert(v);
+        }
+        for (k, v) in other.annotations {
+            self.annotations.entry(k).or_insert(v);
         }
         match (&mut self.pod, other.pod) {
             (Some(mine), Some(theirs)) => mine.absorb(theirs),

@@ -8,6 +8,7 @@ use crate::components::{
 };
 use crate::config::{ComponentId, ConfigError, ConfigErrors, RawConfig};
 use crate::exporters::Exporter;
+use crate::health::Health;
 use crate::receivers::Receiver;
 use crate::resolvers::Resolver;
 
@@ -25,6 +26,8 @@ pub struct Pipeline {
 /// Everything `run` starts. A component used by several pipelines is one instance, shared.
 pub struct Service {
     pub context: BuildContext,
+    /// Readiness of the running components (see [`Health`]).
+    pub health: Health,
     pub pipelines: Vec<Pipeline>,
     /// Deprecation notices and the like, for the caller to log.
     pub warnings: Vec<String>,
@@ -150,6 +153,7 @@ pub fn build(raw: RawConfig, context: BuildContext) -> Result<Service, ConfigErr
     if errors.is_empty() {
         Ok(Service {
             context,
+            health: Health::default(),
             pipelines,
             warnings,
         })

@@ -12,6 +12,7 @@ use tokio::task::JoinSet;
 use tracing::{info, warn};
 
 use crate::exporters::Exporter;
+use crate::health::Health;
 use crate::model::Sandbox;
 use crate::receivers::Receiver;
 
@@ -44,7 +45,13 @@ impl Service {
                 }
                 let (tx, rx) = watch::channel(None);
                 latest.insert(id.clone(), rx);
-                tasks.spawn(receive_loop(id.clone(), Arc::clone(receiver), tx));
+                self.health.register(&format!("receivers::{id}"));
+                tasks.spawn(receive_loop(
+                    id.clone(),
+                    Arc::clone(receiver),
+                    tx,
+                    self.health.clone(),
+                ));
             }
         }
         let node = self.context.node_name.clone();
@@ -79,36 +86,69 @@ impl Service {
     }
 }
 
-/// Scans every `collection_interval` and publishes each good result. Failures keep the last
-/// good result and are logged once per change of state, not once per cycle.
+/// Scans every `collection_interval` and publishes each good result. A failure keeps the last
+/// good result, marks the receiver not ready, is logged once per change of state (not once per
+/// cycle), and is retried with backoff: soon at first, then at most every
+/// `collection_interval`.
 async fn receive_loop(
     id: String,
     receiver: Arc<dyn Receiver>,
     tx: watch::Sender<Option<Arc<Vec<Sandbox>>>>,
+    health: Health,
 ) {
-    let mut ticker = tokio::time::interval(receiver.collection_interval());
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last_error: Option<String> = None;
+    let interval = receiver.collection_interval();
+    let key = format!("receivers::{id}");
+    let mut backoff = Backoff::new(interval);
     loop {
-        ticker.tick().await;
-        match receiver.collect().await {
+        let started = tokio::time::Instant::now();
+        let wait = match receiver.collect().await {
             Ok(found) => {
-                if last_error.take().is_some() {
-                    info!(receiver = %id, "receiver recovered");
+                if health.report(&key, Ok(())) {
+                    info!(receiver = %id, "receiver ready");
                 }
+                backoff.reset();
                 // Nobody listening only means every pipeline has stopped.
                 if tx.send(Some(Arc::new(found))).is_err() {
                     return;
                 }
+                interval
             }
             Err(e) => {
                 let msg = e.to_string();
-                if last_error.as_deref() != Some(msg.as_str()) {
-                    warn!(receiver = %id, error = %msg, "receiver failed; keeping its last result");
-                    last_error = Some(msg);
+                if health.report(&key, Err(msg.clone())) {
+                    warn!(receiver = %id, error = %msg, "receiver failed; keeping its last result and retrying");
                 }
+                backoff.next_delay()
             }
+        };
+        tokio::time::sleep_until(started + wait).await;
+    }
+}
+
+/// Retry delays after failures: 500 ms, doubling, capped at the collection interval.
+struct Backoff {
+    cap: Duration,
+    next: Duration,
+}
+
+impl Backoff {
+    const FIRST: Duration = Duration::from_millis(500);
+
+    fn new(cap: Duration) -> Self {
+        Backoff {
+            cap,
+            next: Self::FIRST.min(cap),
         }
+    }
+
+    fn next_delay(&mut self) -> Duration {
+        let delay = self.next;
+        self.next = (self.next * 2).min(self.cap);
+        delay
+    }
+
+    fn reset(&mut self) {
+        self.next = Self::FIRST.min(self.cap);
     }
 }
 
@@ -148,4 +188,20 @@ async fn wait_any_changed(inputs: &mut [Latest]) -> bool {
     let changes = inputs.iter_mut().map(|rx| Box::pin(rx.changed()));
     let (result, _, _) = futures::future::select_all(changes).await;
     result.is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_interval_and_resets() {
+        let mut b = Backoff::new(Duration::from_secs(3));
+        let delays: Vec<u128> = (0..5).map(|_| b.next_delay().as_millis()).collect();
+        assert_eq!(delays, [500, 1000, 2000, 3000, 3000]);
+        b.reset();
+        assert_eq!(b.next_delay(), Duration::from_millis(500));
+        let mut short = Backoff::new(Duration::from_millis(200));
+        assert_eq!(short.next_delay(), Duration::from_millis(200));
+    }
 }

@@ -1,6 +1,7 @@
 //! Receivers find pods: each scan yields [`Sandbox`] records, what is known of a pod before its
 //! network is looked at.
 
+pub mod cri;
 pub mod netns;
 
 use std::time::Duration;
