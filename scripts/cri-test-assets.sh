@@ -5,7 +5,7 @@
 # usage: scripts/cri-test-assets.sh OUT_DIR
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
-out=${1:?usage: $0 OUT_DIR}
+out=$(realpath -m "${1:?usage: $0 OUT_DIR}")
 mkdir -p "$out"
 
 missing=()

@@ -38,6 +38,12 @@ if cargo clippy --version >/dev/null 2>&1; then
 else
   echo "WARNING: clippy is not installed; lints not checked" >&2
 fi
+# The containerd end-to-end tests: Debian's containerd, runc and CNI plugins, and an offline
+# sandbox image built here (no registry can be reached).
+target=${CARGO_TARGET_DIR:-target}
+NETSHIM_CRI_ASSETS=$(./scripts/cri-test-assets.sh "$target/cri-assets")
+export NETSHIM_CRI_ASSETS NETSHIM_REQUIRE_CRI=1
+
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 cargo test --locked 2>&1 | tee "$log"

@@ -214,3 +214,4 @@ pub fn inode(path: &str) -> u64 {
         .unwrap_or_else(|e| panic!("stat {path}: {e}"))
         .ino()
 }
+pub mod containerd;

@@ -153,6 +153,13 @@ impl CriClient {
                 call,
                 after: self.timeout,
             }),
+            // The socket could not be dialled (missing, refused): say where.
+            Ok(Err(status)) if status.code() == tonic::Code::Unavailable => {
+                Err(CriError::Connect {
+                    socket: self.socket.display().to_string(),
+                    detail: format!("{call}: {}", status.message()),
+                })
+            }
             Ok(Err(status)) => Err(CriError::Call {
                 call,
                 status: Box::new(status),
