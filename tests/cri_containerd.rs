@@ -358,3 +358,37 @@ async fn a_missing_socket_is_a_clear_error_not_a_hang() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn a_runtime_that_never_answers_times_out() {
+    // A socket that accepts connections and then says nothing, like a wedged runtime.
+    let socket = PathBuf::from(format!("/tmp/nst-silent-{}.sock", std::process::id()));
+    let _ = std::fs::remove_file(&socket);
+    let listener = tokio::net::UnixListener::bind(&socket).unwrap();
+    let silent = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((conn, _)) = listener.accept().await {
+            held.push(conn); // keep it open, never read or write
+        }
+    });
+    let r = CriReceiver::new(
+        CriConfig {
+            endpoint: format!("unix://{}", socket.display()),
+            timeout: Duration::from_millis(300),
+            ..CriConfig::default()
+        },
+        Endpoint::Socket(socket.clone()),
+    );
+    let started = std::time::Instant::now();
+    let err = r.collect().await.expect_err("no answer");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(err.to_string().contains("timed out"), "{err}");
+    // The next cycle tries again (a new connection), and fails the same way.
+    assert!(r.collect().await.is_err());
+    silent.abort();
+    let _ = std::fs::remove_file(&socket);
+}

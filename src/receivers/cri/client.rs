@@ -73,8 +73,7 @@ impl CriClient {
         // The URI is required by tonic but unused: the connector below dials the socket.
         let endpoint = Endpoint::try_from("http://[::1]:50051")
             .map_err(|e| connect_err(e.to_string()))?
-            .connect_timeout(timeout)
-            .timeout(timeout);
+            .connect_timeout(timeout);
         let path = socket.clone();
         let channel = endpoint.connect_with_connector_lazy(tower::service_fn(move |_| {
             let path = path.clone();
