@@ -49,7 +49,10 @@ pub type ResolverFactory = Factory<dyn Resolver>;
 pub type ExporterFactory = Factory<dyn Exporter>;
 
 pub const RECEIVERS: &[ReceiverFactory] = &[receivers::netns::FACTORY, receivers::cri::FACTORY];
-pub const RESOLVERS: &[ResolverFactory] = &[resolvers::interfaces::FACTORY];
+pub const RESOLVERS: &[ResolverFactory] = &[
+    resolvers::interfaces::FACTORY,
+    resolvers::k8s_attributes::FACTORY,
+];
 pub const EXPORTERS: &[ExporterFactory] = &[exporters::debug::FACTORY];
 /// Extensions arrive with the health_check issue; the section is accepted (and must be empty).
 pub const EXTENSIONS: &[Factory<()>] = &[];

@@ -5,6 +5,7 @@ use std::time::SystemTime;
 use tracing::warn;
 
 use crate::model::{Batch, Sandbox, Snapshot, merge_sandboxes};
+use crate::resolvers::StartContext;
 
 use super::Pipeline;
 
@@ -27,6 +28,17 @@ pub async fn resolve(pipeline: &Pipeline, node: &str, found: Vec<Vec<Sandbox>>) 
 /// Runs every receiver of `pipeline` once, then its resolvers: what `netshim discover` prints.
 /// Fails only when every receiver failed.
 pub async fn collect_once(pipeline: &Pipeline, node: &str) -> anyhow::Result<Snapshot> {
+    let health = crate::health::Health::default();
+    for (id, resolver) in &pipeline.resolvers {
+        resolver
+            .start(StartContext {
+                id: id.clone(),
+                health: health.clone(),
+                one_shot: true,
+            })
+            .await
+            .map_err(|e| anyhow::anyhow!("starting resolver {id}: {e}"))?;
+    }
     let mut found = Vec::new();
     let mut failures = Vec::new();
     for (id, receiver) in &pipeline.receivers {

@@ -15,6 +15,7 @@ use crate::exporters::Exporter;
 use crate::health::Health;
 use crate::model::Sandbox;
 use crate::receivers::Receiver;
+use crate::resolvers::StartContext;
 
 use super::{Service, cycle};
 
@@ -34,6 +35,22 @@ impl Service {
                 .start()
                 .await
                 .with_context(|| format!("starting exporter {id}"))?;
+        }
+
+        let mut started = std::collections::BTreeSet::new();
+        for pipeline in &self.pipelines {
+            for (id, resolver) in &pipeline.resolvers {
+                if started.insert(id.clone()) {
+                    resolver
+                        .start(StartContext {
+                            id: id.clone(),
+                            health: self.health.clone(),
+                            one_shot: false,
+                        })
+                        .await
+                        .with_context(|| format!("starting resolver {id}"))?;
+                }
+            }
         }
 
         let mut tasks = JoinSet::new();
