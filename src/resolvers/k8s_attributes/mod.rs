@@ -11,6 +11,9 @@ mod metadata;
 mod rules;
 mod watch;
 
+#[cfg(test)]
+mod mock_tests;
+
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -243,7 +246,9 @@ impl Resolver for K8sAttributesResolver {
         *lock(&self.task) = Some(task);
         *lock(&self.store) = Some(store.clone());
 
-        // Ready once the first full list is in; until then not ready.
+        // Ready once the first full list is in; until then not ready. One task waits on the
+        // store and tells everyone else: the store's readiness wakes a single waiter only.
+        let (synced_tx, mut synced) = tokio::sync::watch::channel(false);
         let ready = store.clone();
         let health = ctx.health.clone();
         let id = ctx.id.clone();
@@ -251,13 +256,14 @@ impl Resolver for K8sAttributesResolver {
             if ready.wait_until_ready().await.is_ok() {
                 health.report(&key, Ok(()));
                 info!(resolver = %id, pods = ready.state().len(), "pod metadata synced");
+                let _ = synced_tx.send(true);
             }
         });
 
         let limit = self.config.wait_for_metadata_timeout;
         if ctx.one_shot || self.config.wait_for_metadata {
-            let synced = tokio::time::timeout(limit, store.wait_until_ready()).await;
-            if !matches!(synced, Ok(Ok(()))) {
+            let in_time = tokio::time::timeout(limit, synced.wait_for(|s| *s)).await;
+            if !matches!(in_time, Ok(Ok(_))) {
                 if self.config.wait_for_metadata && !ctx.one_shot {
                     return Err(ResolverError::Failed(format!(
                         "pod metadata not synced within {} (wait_for_metadata)",
