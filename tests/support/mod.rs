@@ -215,3 +215,4 @@ pub fn inode(path: &str) -> u64 {
         .ino()
 }
 pub mod containerd;
+pub mod fake_kube;

@@ -12,7 +12,7 @@ use super::associate::trim;
 
 /// A client as `auth_type` says: in-cluster service account, a kubeconfig, or a plain URL.
 pub async fn client(auth: AuthType, endpoint: Option<&str>) -> Result<Client, String> {
-    let config = match auth {
+    let mut config = match auth {
         AuthType::ServiceAccount => kube::Config::incluster()
             .map_err(|e| format!("in-cluster configuration (auth_type: serviceAccount): {e}"))?,
         AuthType::KubeConfig => kube::Config::from_kubeconfig(&Default::default())
@@ -26,6 +26,9 @@ pub async fn client(auth: AuthType, endpoint: Option<&str>) -> Result<Client, St
             kube::Config::new(url)
         }
     };
+    // The watcher retries with its own backoff and netshim logs each change of state; the
+    // client's own silent retries of 503/429/504 would hide an outage for minutes.
+    config.default_retry = false;
     Client::try_from(config).map_err(|e| format!("building the API client: {e}"))
 }
 
