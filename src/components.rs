@@ -6,6 +6,7 @@
 
 use crate::config::ConfigErrors;
 use crate::exporters::{self, Exporter};
+use crate::extensions::{self, Extension};
 use crate::receivers::{self, Receiver};
 use crate::resolvers::{self, Resolver};
 
@@ -14,6 +15,8 @@ use crate::resolvers::{self, Resolver};
 pub struct BuildContext {
     /// The Kubernetes node (or host) name: `K8S_NODE_NAME`, else the host name.
     pub node_name: String,
+    /// The agent's own numbers, written by the pipeline, read by exporters.
+    pub metrics: std::sync::Arc<crate::self_metrics::AgentMetrics>,
 }
 
 impl BuildContext {
@@ -27,7 +30,14 @@ impl BuildContext {
                     .map(|s| s.trim().to_string())
             })
             .unwrap_or_else(|| "unknown".into());
-        BuildContext { node_name }
+        BuildContext::new(node_name)
+    }
+
+    pub fn new(node_name: impl Into<String>) -> Self {
+        BuildContext {
+            node_name: node_name.into(),
+            metrics: Default::default(),
+        }
     }
 }
 
@@ -47,15 +57,16 @@ pub struct Factory<T: ?Sized> {
 pub type ReceiverFactory = Factory<dyn Receiver>;
 pub type ResolverFactory = Factory<dyn Resolver>;
 pub type ExporterFactory = Factory<dyn Exporter>;
+pub type ExtensionFactory = Factory<dyn Extension>;
 
 pub const RECEIVERS: &[ReceiverFactory] = &[receivers::netns::FACTORY, receivers::cri::FACTORY];
 pub const RESOLVERS: &[ResolverFactory] = &[
     resolvers::interfaces::FACTORY,
     resolvers::k8s_attributes::FACTORY,
 ];
-pub const EXPORTERS: &[ExporterFactory] = &[exporters::debug::FACTORY];
-/// Extensions arrive with the health_check issue; the section is accepted (and must be empty).
-pub const EXTENSIONS: &[Factory<()>] = &[];
+pub const EXPORTERS: &[ExporterFactory] =
+    &[exporters::debug::FACTORY, exporters::prometheus::FACTORY];
+pub const EXTENSIONS: &[ExtensionFactory] = &[extensions::health_check::FACTORY];
 
 /// The four kinds of component, in config order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,11 +5,13 @@
 pub mod components;
 pub mod config;
 pub mod exporters;
+pub mod extensions;
 pub mod health;
 pub mod model;
 pub mod output;
 pub mod pipeline;
 pub mod receivers;
 pub mod resolvers;
+pub mod self_metrics;
 pub mod sys;
 pub mod telemetry;

@@ -270,6 +270,9 @@ impl Batch {
 /// half-built one.
 #[derive(Debug, Clone, Serialize)]
 pub struct Snapshot {
+    /// The pipeline that built it (an exporter fed by several keeps one snapshot per pipeline).
+    #[serde(skip)]
+    pub pipeline: String,
     /// The node this agent runs on.
     pub node: String,
     /// When the cycle that built it finished.

@@ -8,6 +8,7 @@ use crate::components::{
 };
 use crate::config::{ComponentId, ConfigError, ConfigErrors, RawConfig};
 use crate::exporters::Exporter;
+use crate::extensions::Extension;
 use crate::health::Health;
 use crate::receivers::Receiver;
 use crate::resolvers::Resolver;
@@ -26,6 +27,8 @@ pub struct Pipeline {
 /// Everything `run` starts. A component used by several pipelines is one instance, shared.
 pub struct Service {
     pub context: BuildContext,
+    /// The extensions `service.extensions` enables, in order.
+    pub extensions: Vec<(String, Arc<dyn Extension>)>,
     /// Readiness of the running components (see [`Health`]).
     pub health: Health,
     pub pipelines: Vec<Pipeline>,
@@ -74,7 +77,7 @@ pub fn build(raw: RawConfig, context: BuildContext) -> Result<Service, ConfigErr
         &mut errors,
         &mut warnings,
     );
-    let _extensions = build_section(
+    let extensions = build_section(
         Kind::Extension,
         EXTENSIONS,
         raw.extensions.clone(),
@@ -83,12 +86,15 @@ pub fn build(raw: RawConfig, context: BuildContext) -> Result<Service, ConfigErr
         &mut warnings,
     );
 
+    let mut enabled = Vec::new();
     for (i, ext) in raw.service.extensions.iter().enumerate() {
-        if !raw.extensions.contains_key(ext) {
-            errors.push(ConfigError::new(
+        match extensions.get(ext) {
+            Some(e) => enabled.push((ext.clone(), Arc::clone(e))),
+            None if raw.extensions.contains_key(ext) => {} // configured, failed to build: reported
+            None => errors.push(ConfigError::new(
                 format!("service::extensions::{i}"),
                 format!("references extension \"{ext}\" which is not configured"),
-            ));
+            )),
         }
     }
 
@@ -153,6 +159,7 @@ pub fn build(raw: RawConfig, context: BuildContext) -> Result<Service, ConfigErr
     if errors.is_empty() {
         Ok(Service {
             context,
+            extensions: enabled,
             health: Health::default(),
             pipelines,
             warnings,
@@ -263,12 +270,7 @@ mod tests {
             text: yaml.into(),
         }];
         let loaded = load_with_env(&sources, &|_| None)?;
-        build(
-            loaded.config,
-            BuildContext {
-                node_name: "n1".into(),
-            },
-        )
+        build(loaded.config, BuildContext::new("n1"))
     }
 
     /// The errors, one string each.
@@ -336,10 +338,10 @@ mod tests {
         );
         assert!(has(&e, "resolvers::baz: unknown resolver type"), "{e:?}");
         let e = errors(
-            "receivers: {netns: }\nexporters: {debug: }\nextensions: {health_check: }\nservice: {pipelines: {metrics: {receivers: [netns], exporters: [debug]}}}",
+            "receivers: {netns: }\nexporters: {debug: }\nextensions: {zpages: }\nservice: {pipelines: {metrics: {receivers: [netns], exporters: [debug]}}}",
         );
         assert!(
-            has(&e, "extensions::health_check: unknown extension type"),
+            has(&e, "extensions::zpages: unknown extension type"),
             "{e:?}"
         );
     }

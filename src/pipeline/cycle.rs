@@ -1,24 +1,35 @@
 //! One collection cycle: merge what the receivers found, run the resolvers, seal a snapshot.
 
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use tracing::warn;
 
 use crate::model::{Batch, Sandbox, Snapshot, merge_sandboxes};
 use crate::resolvers::StartContext;
+use crate::self_metrics::AgentMetrics;
 
 use super::Pipeline;
 
 /// Runs the resolvers over the receivers' latest results and seals the snapshot. A resolver
 /// that fails is logged and skipped: the batch goes on with what the others added.
-pub async fn resolve(pipeline: &Pipeline, node: &str, found: Vec<Vec<Sandbox>>) -> Snapshot {
+pub async fn resolve(
+    pipeline: &Pipeline,
+    node: &str,
+    found: Vec<Vec<Sandbox>>,
+    metrics: &AgentMetrics,
+) -> Snapshot {
+    let started = Instant::now();
     let mut batch = Batch::from_sandboxes(merge_sandboxes(found));
     for (id, resolver) in &pipeline.resolvers {
         if let Err(e) = resolver.resolve(&mut batch).await {
+            metrics.error("resolver", id);
             warn!(pipeline = %pipeline.name, resolver = %id, error = %e, "resolver failed this cycle");
         }
     }
+    let interfaces = batch.pods.iter().map(|p| p.interfaces.len()).sum();
+    metrics.cycle(started.elapsed(), batch.pods.len(), interfaces);
     Snapshot {
+        pipeline: pipeline.name.clone(),
         node: node.to_string(),
         taken_at: SystemTime::now(),
         pods: batch.pods,
@@ -53,5 +64,5 @@ pub async fn collect_once(pipeline: &Pipeline, node: &str) -> anyhow::Result<Sna
     if found.is_empty() && !failures.is_empty() {
         anyhow::bail!("every receiver failed: {}", failures.join("; "));
     }
-    Ok(resolve(pipeline, node, found).await)
+    Ok(resolve(pipeline, node, found, &AgentMetrics::default()).await)
 }

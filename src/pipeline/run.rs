@@ -16,12 +16,16 @@ use crate::health::Health;
 use crate::model::Sandbox;
 use crate::receivers::Receiver;
 use crate::resolvers::StartContext;
+use crate::self_metrics::AgentMetrics;
 
 use super::{Service, cycle};
 
 /// Changes that arrive together (several receivers ticking at once, later bursts of events)
 /// make one cycle.
 const DEBOUNCE: Duration = Duration::from_millis(50);
+
+/// How long each exporter may take to flush at shutdown.
+const SHUTDOWN_LIMIT: Duration = Duration::from_secs(10);
 
 /// A receiver's latest good result, `None` before its first.
 type Latest = watch::Receiver<Option<Arc<Vec<Sandbox>>>>;
@@ -35,6 +39,13 @@ impl Service {
                 .start()
                 .await
                 .with_context(|| format!("starting exporter {id}"))?;
+        }
+
+        for (id, extension) in &self.extensions {
+            extension
+                .start(self.health.clone())
+                .await
+                .with_context(|| format!("starting extension {id}"))?;
         }
 
         let mut started = std::collections::BTreeSet::new();
@@ -68,6 +79,7 @@ impl Service {
                     Arc::clone(receiver),
                     tx,
                     self.health.clone(),
+                    Arc::clone(&self.context.metrics),
                 ));
             }
         }
@@ -78,7 +90,12 @@ impl Service {
                 .iter()
                 .filter_map(|(id, _)| latest.get(id).cloned())
                 .collect();
-            tasks.spawn(pipeline_loop(pipeline, node.clone(), inputs));
+            tasks.spawn(pipeline_loop(
+                pipeline,
+                node.clone(),
+                inputs,
+                Arc::clone(&self.context.metrics),
+            ));
         }
         info!(node = %node, "netshim running");
 
@@ -86,11 +103,23 @@ impl Service {
         info!("shutting down");
         tasks.abort_all();
         while tasks.join_next().await.is_some() {}
-        for (id, exporter) in &exporters {
-            if let Err(e) = exporter.shutdown().await {
-                warn!(exporter = %id, error = %e, "exporter shutdown failed");
+        // Exporters push what they hold (the last snapshot) in parallel, each within a bound.
+        let flushes = exporters.iter().map(|(id, exporter)| async move {
+            match tokio::time::timeout(SHUTDOWN_LIMIT, exporter.shutdown()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => warn!(exporter = %id, error = %e, "exporter shutdown failed"),
+                Err(_) => {
+                    warn!(exporter = %id, "exporter did not finish within {SHUTDOWN_LIMIT:?}")
+                }
+            }
+        });
+        futures::future::join_all(flushes).await;
+        for (id, extension) in &self.extensions {
+            if let Err(e) = extension.shutdown().await {
+                warn!(extension = %id, error = %e, "extension shutdown failed");
             }
         }
+        info!("stopped");
         Ok(())
     }
 
@@ -112,6 +141,7 @@ async fn receive_loop(
     receiver: Arc<dyn Receiver>,
     tx: watch::Sender<Option<Arc<Vec<Sandbox>>>>,
     health: Health,
+    metrics: Arc<AgentMetrics>,
 ) {
     let interval = receiver.collection_interval();
     let key = format!("receivers::{id}");
@@ -131,6 +161,7 @@ async fn receive_loop(
                 interval
             }
             Err(e) => {
+                metrics.error("receiver", &id);
                 let msg = e.to_string();
                 if health.report(&key, Err(msg.clone())) {
                     warn!(receiver = %id, error = %msg, "receiver failed; keeping its last result and retrying");
@@ -170,7 +201,12 @@ impl Backoff {
 }
 
 /// Runs a cycle whenever one of the pipeline's receivers has something new.
-async fn pipeline_loop(pipeline: super::Pipeline, node: String, mut inputs: Vec<Latest>) {
+async fn pipeline_loop(
+    pipeline: super::Pipeline,
+    node: String,
+    mut inputs: Vec<Latest>,
+    metrics: Arc<AgentMetrics>,
+) {
     loop {
         if !wait_any_changed(&mut inputs).await {
             return;
@@ -180,11 +216,13 @@ async fn pipeline_loop(pipeline: super::Pipeline, node: String, mut inputs: Vec<
             .iter_mut()
             .filter_map(|rx| rx.borrow_and_update().as_ref().map(|v| v.as_ref().clone()))
             .collect();
-        let snapshot = Arc::new(cycle::resolve(&pipeline, &node, found).await);
+        let snapshot = Arc::new(cycle::resolve(&pipeline, &node, found, &metrics).await);
         let exports = pipeline.exporters.iter().map(|(id, exporter)| {
             let snapshot = Arc::clone(&snapshot);
+            let metrics = Arc::clone(&metrics);
             async move {
                 if let Err(e) = exporter.export(snapshot).await {
+                    metrics.error("exporter", id);
                     warn!(exporter = %id, error = %e, "export failed");
                 }
             }

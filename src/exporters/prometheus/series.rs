@@ -1,0 +1,274 @@
+//! What the endpoint publishes, rendered from the latest snapshots and the agent's numbers.
+//! Every name here is documented in the README.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use crate::model::{Counters, Interface, PodNetwork, Snapshot};
+use crate::self_metrics::{CYCLE_BUCKETS, MetricsView};
+
+use super::exposition::{Exposition, Format, Kind};
+
+/// The older prometheus-network-shim's series, kept so that its recording rules still work.
+pub const SHIM: &str = "pod_interface_shim";
+pub const INTERFACE_INFO: &str = "netshim_pod_interface_info";
+
+/// The eight quantities cadvisor's `container_network_*` carries, from the pod's point of view.
+/// A counter family: its name, its help, and which counter it reads.
+pub type CounterFamily = (&'static str, &'static str, fn(&Counters) -> u64);
+
+pub const COUNTERS: [CounterFamily; 8] = [
+    (
+        "netshim_pod_network_receive_bytes_total",
+        "Bytes received by the pod on this interface.",
+        |c| c.rx_bytes,
+    ),
+    (
+        "netshim_pod_network_transmit_bytes_total",
+        "Bytes transmitted by the pod on this interface.",
+        |c| c.tx_bytes,
+    ),
+    (
+        "netshim_pod_network_receive_packets_total",
+        "Packets received by the pod on this interface.",
+        |c| c.rx_packets,
+    ),
+    (
+        "netshim_pod_network_transmit_packets_total",
+        "Packets transmitted by the pod on this interface.",
+        |c| c.tx_packets,
+    ),
+    (
+        "netshim_pod_network_receive_errors_total",
+        "Receive errors on the pod's interface.",
+        |c| c.rx_errors,
+    ),
+    (
+        "netshim_pod_network_transmit_errors_total",
+        "Transmit errors on the pod's interface.",
+        |c| c.tx_errors,
+    ),
+    (
+        "netshim_pod_network_receive_packets_dropped_total",
+        "Received packets dropped on the pod's interface.",
+        |c| c.rx_dropped,
+    ),
+    (
+        "netshim_pod_network_transmit_packets_dropped_total",
+        "Packets to transmit dropped on the pod's interface.",
+        |c| c.tx_dropped,
+    ),
+];
+
+/// Build facts for `netshim_build_info`.
+pub struct BuildInfo {
+    pub version: &'static str,
+}
+
+/// One pod interface to publish, with its labels worked out once.
+struct Row<'a> {
+    node: &'a str,
+    namespace: &'a str,
+    pod: &'a str,
+    uid: &'a str,
+    /// Set only when the pod's identity is unknown.
+    netns: String,
+    pod_network: &'a PodNetwork,
+    interface: &'a Interface,
+}
+
+impl<'a> Row<'a> {
+    fn host_interface(&self) -> &'a str {
+        self.interface.peer.as_ref().map_or("", |p| p.name.as_str())
+    }
+
+    /// node, namespace, pod, interface, host_interface[, netns]
+    fn labels(&self) -> Vec<(&str, &str)> {
+        let mut l = vec![
+            ("node", self.node),
+            ("namespace", self.namespace),
+            ("pod", self.pod),
+            ("interface", self.interface.name.as_str()),
+            ("host_interface", self.host_interface()),
+        ];
+        if !self.netns.is_empty() {
+            l.push(("netns", self.netns.as_str()));
+        }
+        l
+    }
+}
+
+/// Every pod interface of the snapshots, once: a pod reported by two pipelines (or twice, by a
+/// runtime mid-restart) would otherwise produce duplicate series.
+fn rows(snapshots: &[Arc<Snapshot>]) -> Vec<Row<'_>> {
+    let mut seen = HashSet::new();
+    let mut rows = Vec::new();
+    for snapshot in snapshots {
+        for pod in &snapshot.pods {
+            if pod.sandbox.host_network {
+                continue; // never the node's interfaces
+            }
+            let identity = pod.sandbox.pod.as_ref();
+            let name = identity.and_then(|p| p.name.as_deref()).unwrap_or("");
+            let namespace = identity.and_then(|p| p.namespace.as_deref()).unwrap_or("");
+            let uid = identity.and_then(|p| p.uid.as_deref()).unwrap_or("");
+            let netns = if name.is_empty() {
+                pod.sandbox
+                    .netns
+                    .as_ref()
+                    .map(|n| n.path.display().to_string())
+                    .unwrap_or_default()
+            } else {
+                String::new()
+            };
+            for interface in &pod.interfaces {
+                let key = (namespace, name, netns.clone(), interface.name.as_str());
+                if !seen.insert(key) {
+                    continue;
+                }
+                rows.push(Row {
+                    node: snapshot.node.as_str(),
+                    namespace,
+                    pod: name,
+                    uid,
+                    netns: netns.clone(),
+                    pod_network: pod,
+                    interface,
+                });
+            }
+        }
+    }
+    rows
+}
+
+/// The whole `/metrics` document.
+pub fn render(
+    snapshots: &[Arc<Snapshot>],
+    agent: &MetricsView,
+    build: &BuildInfo,
+    shim: bool,
+    format: Format,
+) -> String {
+    let rows = rows(snapshots);
+    let mut e = Exposition::new(format, 256 + rows.len() * 2048);
+
+    if shim {
+        e.family(SHIM, Kind::Gauge, "Shim to identify network interfaces assigned to pods (prometheus-network-shim compatible; interface is the host-side name).");
+        for r in rows
+            .iter()
+            .filter(|r| r.interface.peer.is_some() && !r.pod.is_empty())
+        {
+            let c = r.pod_network.sandbox.containers.first();
+            let container = c.map_or("", |c| c.name.as_str());
+            let name = format!("k8s_{container}_{}_{}_{}_0", r.pod, r.namespace, r.uid);
+            e.sample(
+                SHIM,
+                &[
+                    ("container", container),
+                    ("id", c.map_or("", |c| c.id.as_str())),
+                    ("image", c.map_or("", |c| c.image.as_str())),
+                    ("interface", r.host_interface()),
+                    ("name", name.as_str()),
+                    ("namespace", r.namespace),
+                    ("node", r.node),
+                    ("pod", r.pod),
+                ],
+                0,
+            );
+        }
+    }
+
+    e.family(
+        INTERFACE_INFO,
+        Kind::Info,
+        "A pod interface and the host interface it is paired with (value 1).",
+    );
+    for r in &rows {
+        let mut labels = r.labels();
+        labels.push(("pod_uid", r.uid));
+        labels.push(("kind", r.interface.kind.as_str()));
+        e.sample(INTERFACE_INFO, &labels, 1);
+    }
+
+    for (name, help, get) in COUNTERS {
+        e.family(name, Kind::Counter, help);
+        for r in &rows {
+            e.sample(name, &r.labels(), get(&r.interface.counters));
+        }
+    }
+
+    agent_metrics(&mut e, agent, build);
+    e.finish()
+}
+
+fn agent_metrics(e: &mut Exposition, m: &MetricsView, build: &BuildInfo) {
+    e.family(
+        "netshim_build_info",
+        Kind::Info,
+        "netshim's version (value 1).",
+    );
+    e.sample("netshim_build_info", &[("version", build.version)], 1);
+
+    e.family(
+        "netshim_cycles_total",
+        Kind::Counter,
+        "Collection cycles completed.",
+    );
+    e.sample("netshim_cycles_total", &[], m.cycles);
+
+    e.family(
+        "netshim_cycle_duration_seconds",
+        Kind::Histogram,
+        "Time from the receivers' results to a finished snapshot.",
+    );
+    for (bound, count) in CYCLE_BUCKETS.iter().zip(&m.buckets) {
+        e.sample(
+            "netshim_cycle_duration_seconds_bucket",
+            &[("le", &bound.to_string())],
+            count,
+        );
+    }
+    e.sample(
+        "netshim_cycle_duration_seconds_bucket",
+        &[("le", "+Inf")],
+        m.cycles,
+    );
+    e.sample("netshim_cycle_duration_seconds_sum", &[], m.duration_sum);
+    e.sample("netshim_cycle_duration_seconds_count", &[], m.cycles);
+
+    e.family(
+        "netshim_errors_total",
+        Kind::Counter,
+        "Errors by stage (receiver, resolver, exporter) and component.",
+    );
+    for ((stage, component), n) in &m.errors {
+        e.sample(
+            "netshim_errors_total",
+            &[("stage", stage), ("component", component)],
+            n,
+        );
+    }
+
+    e.family(
+        "netshim_pods",
+        Kind::Gauge,
+        "Pods (and bare network namespaces) in the last snapshot.",
+    );
+    e.sample("netshim_pods", &[], m.pods);
+    e.family(
+        "netshim_interfaces",
+        Kind::Gauge,
+        "Pod interfaces in the last snapshot.",
+    );
+    e.sample("netshim_interfaces", &[], m.interfaces);
+    e.family(
+        "netshim_last_successful_cycle_timestamp_seconds",
+        Kind::Gauge,
+        "Unix time of the last completed cycle (0 before the first).",
+    );
+    e.sample(
+        "netshim_last_successful_cycle_timestamp_seconds",
+        &[],
+        m.last_success,
+    );
+}

@@ -1,0 +1,111 @@
+//! The agent's own numbers (cycles, their duration, errors by stage, what was seen), kept in
+//! atomics by the pipeline and read by exporters (`netshim_*` on the Prometheus endpoint).
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+/// Upper bounds, in seconds, of the cycle duration histogram.
+pub const CYCLE_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+
+#[derive(Debug, Default)]
+pub struct AgentMetrics {
+    cycles: AtomicU64,
+    /// Cumulative counts per bucket of `CYCLE_BUCKETS`, then the count of all.
+    buckets: [AtomicU64; 12],
+    duration_sum_micros: AtomicU64,
+    pods: AtomicU64,
+    interfaces: AtomicU64,
+    last_success_millis: AtomicU64,
+    /// Errors by (stage, component id).
+    errors: Mutex<BTreeMap<(String, String), u64>>,
+}
+
+/// A copy of the numbers, for rendering.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MetricsView {
+    pub cycles: u64,
+    /// Cumulative bucket counts, one per `CYCLE_BUCKETS` bound.
+    pub buckets: Vec<u64>,
+    pub duration_sum: f64,
+    pub pods: u64,
+    pub interfaces: u64,
+    /// Unix seconds of the last cycle that completed, 0 before the first.
+    pub last_success: f64,
+    pub errors: BTreeMap<(String, String), u64>,
+}
+
+impl AgentMetrics {
+    /// Records a completed cycle.
+    pub fn cycle(&self, took: Duration, pods: usize, interfaces: usize) {
+        let secs = took.as_secs_f64();
+        for (bound, bucket) in CYCLE_BUCKETS.iter().zip(&self.buckets) {
+            if secs <= *bound {
+                bucket.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.cycles.fetch_add(1, Ordering::Relaxed);
+        self.duration_sum_micros
+            .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+        self.pods.store(pods as u64, Ordering::Relaxed);
+        self.interfaces.store(interfaces as u64, Ordering::Relaxed);
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        self.last_success_millis.store(now, Ordering::Relaxed);
+    }
+
+    /// Counts an error of `stage` (`receiver`, `resolver`, `exporter`) in component `id`.
+    pub fn error(&self, stage: &str, id: &str) {
+        let mut errors = self.errors.lock().unwrap_or_else(|e| e.into_inner());
+        *errors
+            .entry((stage.to_string(), id.to_string()))
+            .or_default() += 1;
+    }
+
+    pub fn view(&self) -> MetricsView {
+        MetricsView {
+            cycles: self.cycles.load(Ordering::Relaxed),
+            buckets: self.buckets[..CYCLE_BUCKETS.len()]
+                .iter()
+                .map(|b| b.load(Ordering::Relaxed))
+                .collect(),
+            duration_sum: self.duration_sum_micros.load(Ordering::Relaxed) as f64 / 1e6,
+            pods: self.pods.load(Ordering::Relaxed),
+            interfaces: self.interfaces.load(Ordering::Relaxed),
+            last_success: self.last_success_millis.load(Ordering::Relaxed) as f64 / 1e3,
+            errors: self
+                .errors
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cycles_fill_cumulative_buckets() {
+        let m = AgentMetrics::default();
+        m.cycle(Duration::from_micros(800), 3, 4);
+        m.cycle(Duration::from_millis(30), 5, 6);
+        m.error("receiver", "cri");
+        m.error("receiver", "cri");
+        let v = m.view();
+        assert_eq!(v.cycles, 2);
+        assert_eq!(v.buckets[0], 1, "≤ 1 ms");
+        assert_eq!(v.buckets[4], 1, "≤ 25 ms");
+        assert_eq!(v.buckets[5], 2, "≤ 50 ms");
+        assert_eq!(*v.buckets.last().unwrap(), 2);
+        assert!((v.duration_sum - 0.0308).abs() < 1e-9);
+        assert_eq!((v.pods, v.interfaces), (5, 6));
+        assert!(v.last_success > 0.0);
+        assert_eq!(v.errors[&("receiver".to_string(), "cri".to_string())], 2);
+    }
+}
