@@ -21,6 +21,7 @@ command -v ip >/dev/null || missing+=(iproute2)
 [ -x /usr/bin/kill ] || [ -x /bin/kill ] || missing+=(procps)   # the tests stop the agent with SIGTERM by pid
 [ -x /usr/bin/python3 ] || missing+=(python3)   # sends test traffic inside a test namespace
 command -v ethtool >/dev/null || missing+=(ethtool) # the older shim's method, in the benchmark
+{ command -v prometheus >/dev/null && command -v promtool >/dev/null; } || missing+=(prometheus)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"
   apt-get update -qq
