@@ -284,9 +284,7 @@ async fn a_containerd_restart_is_survived() {
     .unwrap();
     let service = netshim::pipeline::build(
         loaded.config,
-        netshim::components::BuildContext {
-            node_name: "test".into(),
-        },
+        netshim::components::BuildContext::new("test"),
     )
     .unwrap();
     let health = service.health.clone();
