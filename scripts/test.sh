@@ -44,6 +44,10 @@ fi
 target=${CARGO_TARGET_DIR:-target}
 NETSHIM_CRI_ASSETS=$(./scripts/cri-test-assets.sh "$target/cri-assets")
 export NETSHIM_CRI_ASSETS NETSHIM_REQUIRE_CRI=1
+# The OTLP tests: a venv with grpcio + opentelemetry-proto (the recording sink) and rotel (a
+# real OTLP collector shipped as a PyPI wheel).
+NETSHIM_OTLP_VENV=$(./scripts/otlp-test-env.sh "$target/otlp-env")
+export NETSHIM_OTLP_VENV NETSHIM_REQUIRE_OTLP=1
 
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

@@ -64,8 +64,12 @@ pub const RESOLVERS: &[ResolverFactory] = &[
     resolvers::interfaces::FACTORY,
     resolvers::k8s_attributes::FACTORY,
 ];
-pub const EXPORTERS: &[ExporterFactory] =
-    &[exporters::debug::FACTORY, exporters::prometheus::FACTORY];
+pub const EXPORTERS: &[ExporterFactory] = &[
+    exporters::debug::FACTORY,
+    exporters::prometheus::FACTORY,
+    exporters::otlp::GRPC_FACTORY,
+    exporters::otlp::HTTP_FACTORY,
+];
 pub const EXTENSIONS: &[ExtensionFactory] = &[extensions::health_check::FACTORY];
 
 /// The four kinds of component, in config order.

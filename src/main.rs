@@ -2,13 +2,14 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use tracing::{info, warn};
 
 use netshim::components::{self, BuildContext};
-use netshim::config::{self, Source};
+use netshim::config::{self, Source, TelemetryConfig};
 use netshim::pipeline::{self, Service};
 use netshim::{output, sys, telemetry};
 
@@ -64,7 +65,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Validate => match load(&cli.configs) {
-            Ok(service) => {
+            Ok((service, _)) => {
                 for w in &service.warnings {
                     eprintln!("warning: {w}");
                 }
@@ -96,8 +97,9 @@ fn report(result: anyhow::Result<()>) -> ExitCode {
     }
 }
 
-/// Loads, validates and builds the configuration: nothing is started.
-fn load(paths: &[PathBuf]) -> anyhow::Result<Service> {
+/// Loads, validates and builds the configuration: nothing is started, nothing is logged yet
+/// (warnings are in `Service::warnings`).
+fn load(paths: &[PathBuf]) -> anyhow::Result<(Service, TelemetryConfig)> {
     let sources: Vec<Source> = if paths.is_empty() {
         vec![Source::Inline {
             name: "<built-in default>".into(),
@@ -108,13 +110,11 @@ fn load(paths: &[PathBuf]) -> anyhow::Result<Service> {
     };
     let loaded =
         config::load(&sources).map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
-    let logs = loaded.config.service.telemetry.logs.clone();
-    telemetry::init_logs(&logs);
-    for w in &loaded.warnings {
-        warn!("{w}");
-    }
-    pipeline::build(loaded.config, BuildContext::from_environment())
-        .map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))
+    let telemetry = loaded.config.service.telemetry.clone();
+    let mut service = pipeline::build(loaded.config, BuildContext::from_environment())
+        .map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
+    service.warnings.splice(0..0, loaded.warnings);
+    Ok((service, telemetry))
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -132,16 +132,30 @@ fn prepare() {
 }
 
 fn run(paths: &[PathBuf]) -> anyhow::Result<()> {
-    let service = load(paths)?;
-    for w in &service.warnings {
-        warn!("{w}");
-    }
-    prepare();
-    runtime()?.block_on(service.run(shutdown_signal()))
+    let (service, telemetry_config) = load(paths)?;
+    runtime()?.block_on(async move {
+        let telemetry = telemetry::init(
+            &telemetry_config,
+            &service.context.node_name,
+            Arc::clone(&service.context.metrics),
+        )
+        .map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
+        for w in &service.warnings {
+            warn!("{w}");
+        }
+        prepare();
+        let result = service.run(shutdown_signal()).await;
+        telemetry.shutdown();
+        result
+    })
 }
 
 fn discover(paths: &[PathBuf], format: Format, name: Option<&str>) -> anyhow::Result<()> {
-    let service = load(paths)?;
+    let (service, telemetry_config) = load(paths)?;
+    telemetry::init_logs(&telemetry_config.logs);
+    for w in &service.warnings {
+        warn!("{w}");
+    }
     prepare();
     let pipeline = service.pipeline(name).with_context(|| match name {
         Some(n) => format!("no pipeline named \"{n}\""),

@@ -1,19 +1,179 @@
-//! The agent's own logs (to stderr: stdout carries `discover` and `debug` output).
+//! The agent's own telemetry: logs (to stderr: stdout carries `discover` and `debug` output),
+//! and, when configured, its own spans (tracing-opentelemetry) and metrics (opentelemetry_sdk)
+//! over OTLP/gRPC. The SDK is right here: one resource, the agent's; the per-pod resources of
+//! the data path are built by the otlp exporters instead.
 
+use std::sync::Arc;
+
+use opentelemetry::KeyValue;
+use opentelemetry::metrics::MeterProvider as _;
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_otlp::WithExportConfig;
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
+use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
-use crate::config::{LogEncoding, LogsConfig};
+use crate::config::{LogEncoding, LogsConfig, TelemetryConfig};
+use crate::self_metrics::AgentMetrics;
 
-/// Installs the global subscriber. `RUST_LOG`, when set, overrides the configured level.
+/// Installs logs only (`validate`, `discover`). `RUST_LOG`, when set, overrides the level.
 pub fn init_logs(config: &LogsConfig) {
+    let _ = registry(config).try_init(); // a second call (tests) finds one set: fine
+}
+
+fn registry(
+    config: &LogsConfig,
+) -> tracing_subscriber::layer::Layered<
+    Box<dyn tracing_subscriber::Layer<tracing_subscriber::Registry> + Send + Sync>,
+    tracing_subscriber::Registry,
+> {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(config.level.as_str()));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    // A second call (tests) finds a subscriber already set; that is fine.
-    let _ = match config.encoding {
-        LogEncoding::Json => builder.json().try_init(),
-        LogEncoding::Console => builder.try_init(),
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let layer: Box<dyn tracing_subscriber::Layer<_> + Send + Sync> = match config.encoding {
+        LogEncoding::Json => Box::new(fmt.json().with_filter_boxed(filter)),
+        LogEncoding::Console => Box::new(fmt.with_filter_boxed(filter)),
     };
+    tracing_subscriber::registry().with(layer)
+}
+
+/// Boxed filtering, so both encodings have one type.
+trait WithFilterBoxed<S>: tracing_subscriber::Layer<S> + Sized
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    fn with_filter_boxed(
+        self,
+        filter: EnvFilter,
+    ) -> tracing_subscriber::filter::Filtered<Self, EnvFilter, S> {
+        tracing_subscriber::Layer::with_filter(self, filter)
+    }
+}
+
+impl<S, L> WithFilterBoxed<S> for L
+where
+    L: tracing_subscriber::Layer<S>,
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+}
+
+/// The providers to flush at exit.
+#[derive(Default)]
+pub struct Telemetry {
+    traces: Option<SdkTracerProvider>,
+    metrics: Option<SdkMeterProvider>,
+}
+
+impl Telemetry {
+    /// Flushes and stops the OTLP pipelines.
+    pub fn shutdown(self) {
+        if let Some(t) = self.traces {
+            let _ = t.shutdown();
+        }
+        if let Some(m) = self.metrics {
+            let _ = m.shutdown();
+        }
+    }
+}
+
+/// Installs logs and, when configured, OTLP spans and metrics (`run`). Call it inside the tokio
+/// runtime: the OTLP exporters use it.
+pub fn init(
+    config: &TelemetryConfig,
+    node: &str,
+    agent: Arc<AgentMetrics>,
+) -> Result<Telemetry, String> {
+    let resource = Resource::builder()
+        .with_service_name("netshim")
+        .with_attributes([
+            KeyValue::new("service.version", env!("CARGO_PKG_VERSION")),
+            KeyValue::new("k8s.node.name", node.to_string()),
+        ])
+        .build();
+    let mut telemetry = Telemetry::default();
+
+    let otel_layer = match &config.traces {
+        Some(t) => {
+            let exporter = opentelemetry_otlp::SpanExporter::builder()
+                .with_tonic()
+                .with_endpoint(t.endpoint.clone())
+                .build()
+                .map_err(|e| format!("service::telemetry::traces: {e}"))?;
+            let provider = SdkTracerProvider::builder()
+                .with_batch_exporter(exporter)
+                .with_resource(resource.clone())
+                .build();
+            let layer = tracing_opentelemetry::layer().with_tracer(provider.tracer("netshim"));
+            telemetry.traces = Some(provider);
+            Some(layer)
+        }
+        None => None,
+    };
+    let _ = registry(&config.logs).with(otel_layer).try_init();
+
+    if let Some(m) = &config.metrics {
+        let exporter = opentelemetry_otlp::MetricExporter::builder()
+            .with_tonic()
+            .with_endpoint(m.endpoint.clone())
+            .build()
+            .map_err(|e| format!("service::telemetry::metrics: {e}"))?;
+        let reader = PeriodicReader::builder(exporter)
+            .with_interval(m.interval)
+            .build();
+        let provider = SdkMeterProvider::builder()
+            .with_reader(reader)
+            .with_resource(resource)
+            .build();
+        register_instruments(&provider, agent);
+        telemetry.metrics = Some(provider);
+    }
+    Ok(telemetry)
+}
+
+/// The agent's numbers as OpenTelemetry instruments, read when the SDK collects.
+fn register_instruments(provider: &SdkMeterProvider, agent: Arc<AgentMetrics>) {
+    let meter = provider.meter("netshim");
+    let a = Arc::clone(&agent);
+    let _ = meter
+        .u64_observable_counter("netshim.cycles")
+        .with_description("Collection cycles completed.")
+        .with_callback(move |o| o.observe(a.view().cycles, &[]))
+        .build();
+    let a = Arc::clone(&agent);
+    let _ = meter
+        .f64_observable_counter("netshim.cycle.duration")
+        .with_unit("s")
+        .with_description("Total time spent in collection cycles.")
+        .with_callback(move |o| o.observe(a.view().duration_sum, &[]))
+        .build();
+    let a = Arc::clone(&agent);
+    let _ = meter
+        .u64_observable_gauge("netshim.pods")
+        .with_description("Pods in the last snapshot.")
+        .with_callback(move |o| o.observe(a.view().pods, &[]))
+        .build();
+    let a = Arc::clone(&agent);
+    let _ = meter
+        .u64_observable_gauge("netshim.interfaces")
+        .with_description("Pod interfaces in the last snapshot.")
+        .with_callback(move |o| o.observe(a.view().interfaces, &[]))
+        .build();
+    let _ = meter
+        .u64_observable_counter("netshim.errors")
+        .with_description("Errors by stage and component.")
+        .with_callback(move |o| {
+            for ((stage, component), n) in agent.view().errors {
+                o.observe(
+                    n,
+                    &[
+                        KeyValue::new("stage", stage),
+                        KeyValue::new("component", component),
+                    ],
+                );
+            }
+        })
+        .build();
 }

@@ -8,7 +8,7 @@ mod support;
 use std::collections::HashSet;
 use std::io::{BufReader, Read, Write};
 use std::net::TcpListener;
-use std::path::PathBuf;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -129,7 +129,7 @@ fn pod_with_traffic(
 }
 
 /// The agent, run from its binary, stopped by pid.
-fn run_agent(config: &str, dir: &PathBuf) -> Process {
+fn run_agent(config: &str, dir: &Path) -> Process {
     let path = dir.join("agent.yaml");
     std::fs::write(&path, config).unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_netshim"))

@@ -257,7 +257,7 @@ service:
         "{errors:?}"
     );
     assert!(
-        errors[3].starts_with("service::telemetry: unknown field `log`, expected `logs`"),
+        errors[3].starts_with("service::telemetry: unknown field `log`, expected one of `logs`"),
         "{errors:?}"
     );
     assert!(

@@ -53,6 +53,7 @@ pub use component_id::{ComponentId, ComponentIdError};
 pub use error::{ConfigError, ConfigErrors, Location, PATH_SEPARATOR};
 pub use load::{Loaded, load, load_with_env};
 pub use model::{
-    LogEncoding, LogLevel, LogsConfig, PipelineConfig, RawConfig, ServiceConfig, TelemetryConfig,
+    LogEncoding, LogLevel, LogsConfig, OtlpTelemetry, PipelineConfig, RawConfig, ServiceConfig,
+    TelemetryConfig,
 };
 pub use source::Source;

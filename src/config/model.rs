@@ -73,6 +73,25 @@ pub struct PipelineConfig {
 pub struct TelemetryConfig {
     #[serde(deserialize_with = "null_as_default")]
     pub logs: LogsConfig,
+    /// The agent's own spans, sent over OTLP/gRPC when set.
+    pub traces: Option<OtlpTelemetry>,
+    /// The agent's own metrics, sent over OTLP/gRPC when set.
+    pub metrics: Option<OtlpTelemetry>,
+}
+
+/// Where the agent sends its own telemetry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OtlpTelemetry {
+    /// An OTLP/gRPC endpoint, e.g. `http://otel-collector:4317`.
+    pub endpoint: String,
+    /// How often metrics are pushed. Default: 30s (ignored for traces).
+    #[serde(default = "default_telemetry_interval", with = "humantime_serde")]
+    pub interval: std::time::Duration,
+}
+
+fn default_telemetry_interval() -> std::time::Duration {
+    std::time::Duration::from_secs(30)
 }
 
 /// How the agent logs.

@@ -1,6 +1,7 @@
 //! Exporters publish each finished [`Snapshot`].
 
 pub mod debug;
+pub mod otlp;
 pub mod prometheus;
 
 use std::sync::Arc;

@@ -2,7 +2,7 @@
 
 use std::time::{Instant, SystemTime};
 
-use tracing::warn;
+use tracing::{Instrument, warn};
 
 use crate::model::{Batch, Sandbox, Snapshot, merge_sandboxes};
 use crate::resolvers::StartContext;
@@ -21,7 +21,9 @@ pub async fn resolve(
     let started = Instant::now();
     let mut batch = Batch::from_sandboxes(merge_sandboxes(found));
     for (id, resolver) in &pipeline.resolvers {
-        if let Err(e) = resolver.resolve(&mut batch).await {
+        let span =
+            tracing::info_span!("netshim.resolve", pipeline = %pipeline.name, resolver = %id);
+        if let Err(e) = resolver.resolve(&mut batch).instrument(span).await {
             metrics.error("resolver", id);
             warn!(pipeline = %pipeline.name, resolver = %id, error = %e, "resolver failed this cycle");
         }

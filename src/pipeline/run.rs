@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
-use tracing::{info, warn};
+use tracing::{Instrument, info, warn};
 
 use crate::exporters::Exporter;
 use crate::health::Health;
@@ -148,7 +148,8 @@ async fn receive_loop(
     let mut backoff = Backoff::new(interval);
     loop {
         let started = tokio::time::Instant::now();
-        let wait = match receiver.collect().await {
+        let span = tracing::info_span!("netshim.receive", receiver = %id);
+        let wait = match receiver.collect().instrument(span).await {
             Ok(found) => {
                 if health.report(&key, Ok(())) {
                     info!(receiver = %id, "receiver ready");
@@ -216,7 +217,12 @@ async fn pipeline_loop(
             .iter_mut()
             .filter_map(|rx| rx.borrow_and_update().as_ref().map(|v| v.as_ref().clone()))
             .collect();
-        let snapshot = Arc::new(cycle::resolve(&pipeline, &node, found, &metrics).await);
+        let span = tracing::info_span!("netshim.cycle", pipeline = %pipeline.name);
+        let snapshot = Arc::new(
+            cycle::resolve(&pipeline, &node, found, &metrics)
+                .instrument(span)
+                .await,
+        );
         let exports = pipeline.exporters.iter().map(|(id, exporter)| {
             let snapshot = Arc::clone(&snapshot);
             let metrics = Arc::clone(&metrics);

@@ -132,7 +132,10 @@ impl Default for RetrySettings {
 pub struct QueueSettings {
     /// When false, `export` sends (and retries) before returning.
     pub enabled: bool,
-    /// Batches waiting at most; when full the oldest is dropped (default 1000).
+    /// Batches waiting at most; when full the oldest is dropped. Default: 10, not the
+    /// Collector's 1000: each batch is a whole snapshot of cumulative counters (about 1.3 KB
+    /// per pod interface), so the newest supersedes the ones before it, and 1000 of them at
+    /// 1000 pods would hold over a gigabyte through a long outage.
     pub queue_size: usize,
 }
 
@@ -140,7 +143,7 @@ impl Default for QueueSettings {
     fn default() -> Self {
         QueueSettings {
             enabled: true,
-            queue_size: 1000,
+            queue_size: 10,
         }
     }
 }
@@ -311,9 +314,7 @@ fn grpc_target(endpoint: &str, insecure: bool) -> Result<Target, String> {
         (None, true) if tls => 443,
         (None, true) => 80,
         (None, false) => {
-            return Err(format!(
-                "endpoint {endpoint:?} has no port; {example}"
-            ));
+            return Err(format!("endpoint {endpoint:?} has no port; {example}"));
         }
     };
     let authority = authority(&host, port);
@@ -424,7 +425,7 @@ mod tests {
             Duration::from_secs(300)
         );
         assert!(c.sending_queue.enabled);
-        assert_eq!(c.sending_queue.queue_size, 1000);
+        assert_eq!(c.sending_queue.queue_size, 10);
         assert!(!c.tls.insecure);
     }
 
@@ -443,7 +444,14 @@ mod tests {
         let v6 = t("[::1]:4317", true).unwrap();
         assert_eq!(v6.host, "::1");
         assert_eq!(v6.uri, "http://[::1]:4317");
-        for bad in ["", "collector", "ftp://c:1", "c:4317/v1", "c:notaport", "u@c:1"] {
+        for bad in [
+            "",
+            "collector",
+            "ftp://c:1",
+            "c:4317/v1",
+            "c:notaport",
+            "u@c:1",
+        ] {
             assert!(t(bad, true).is_err(), "{bad:?} accepted");
         }
     }
@@ -495,7 +503,10 @@ mod tests {
     #[test]
     fn unknown_keys_and_bad_values_are_errors() {
         let err = grpc(json!({"endpoint": "c:1", "tls": {"insecur": true}})).unwrap_err();
-        assert!(err.contains("exporters::otlp_grpc::tls: unknown field `insecur`"), "{err}");
+        assert!(
+            err.contains("exporters::otlp_grpc::tls: unknown field `insecur`"),
+            "{err}"
+        );
         let err = grpc(json!({"endpoint": "c:1", "compression": "zstd"})).unwrap_err();
         assert!(err.contains("unknown variant `zstd`"), "{err}");
         let err = grpc(json!({"endpoint": "c:1", "timeout": "soon"})).unwrap_err();

@@ -6,9 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::SystemTime;
 
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{
-    AnyValue, InstrumentationScope, KeyValue, any_value,
-};
+use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
 use opentelemetry_proto::tonic::metrics::v1::{
     AggregationTemporality, Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum,
     metric, number_data_point,
@@ -467,21 +465,43 @@ mod tests {
             ],
         );
         let (req, points) = to_request(&snap, None, &mut SeriesStarts::default());
-        assert_eq!(req.resource_metrics.len(), 2, "host network and empty pods skipped");
+        assert_eq!(
+            req.resource_metrics.len(),
+            2,
+            "host network and empty pods skipped"
+        );
         assert_eq!(points, 2 * POINTS_PER_INTERFACE);
-        let a = attrs(&req.resource_metrics[0].resource.as_ref().unwrap().attributes);
+        let a = attrs(
+            &req.resource_metrics[0]
+                .resource
+                .as_ref()
+                .unwrap()
+                .attributes,
+        );
         assert_eq!(a["k8s.pod.name"], "pod-u1");
         assert_eq!(a["k8s.pod.uid"], "u1");
         assert_eq!(a["k8s.namespace.name"], "shop");
         assert_eq!(a["k8s.node.name"], "node-1");
         assert_eq!(a["k8s.deployment.name"], "web");
         assert!(!a.contains_key("netshim.netns.path"));
-        let b = attrs(&req.resource_metrics[1].resource.as_ref().unwrap().attributes);
+        let b = attrs(
+            &req.resource_metrics[1]
+                .resource
+                .as_ref()
+                .unwrap()
+                .attributes,
+        );
         assert_eq!(b["netshim.netns.path"], "/run/netns/p2");
         assert!(!b.contains_key("k8s.pod.name"));
 
         let (req, _) = to_request(&snap, Some("override"), &mut SeriesStarts::default());
-        let a = attrs(&req.resource_metrics[0].resource.as_ref().unwrap().attributes);
+        let a = attrs(
+            &req.resource_metrics[0]
+                .resource
+                .as_ref()
+                .unwrap()
+                .attributes,
+        );
         assert_eq!(a["k8s.node.name"], "override");
     }
 
@@ -497,7 +517,13 @@ mod tests {
         let names: Vec<&str> = scope.metrics.iter().map(|m| m.name.as_str()).collect();
         assert_eq!(
             names,
-            [NETWORK_IO, NETWORK_ERRORS, NETWORK_PACKETS, NETWORK_DROPPED, POD_INTERFACE]
+            [
+                NETWORK_IO,
+                NETWORK_ERRORS,
+                NETWORK_PACKETS,
+                NETWORK_DROPPED,
+                POD_INTERFACE
+            ]
         );
         let Some(metric::Data::Sum(io)) = &scope.metrics[0].data else {
             panic!("io is a sum")
@@ -534,24 +560,39 @@ mod tests {
     #[test]
     fn start_times_are_kept_and_reset_when_an_interface_is_recreated() {
         let mut series = SeriesStarts::default();
-        let s1 = snapshot(100, vec![pod(Some("u1"), 1, vec![iface("eth0", 2, 50, None)])]);
+        let s1 = snapshot(
+            100,
+            vec![pod(Some("u1"), 1, vec![iface("eth0", 2, 50, None)])],
+        );
         let (r1, _) = to_request(&s1, None, &mut series);
         assert!(starts_of(&r1).iter().all(|&s| s == 100_000_000_000));
-        let s2 = snapshot(110, vec![pod(Some("u1"), 1, vec![iface("eth0", 2, 60, None)])]);
+        let s2 = snapshot(
+            110,
+            vec![pod(Some("u1"), 1, vec![iface("eth0", 2, 60, None)])],
+        );
         let (r2, _) = to_request(&s2, None, &mut series);
         assert!(starts_of(&r2).iter().all(|&s| s == 100_000_000_000));
         // Counter went back: the interface was recreated.
-        let s3 = snapshot(120, vec![pod(Some("u1"), 1, vec![iface("eth0", 2, 10, None)])]);
+        let s3 = snapshot(
+            120,
+            vec![pod(Some("u1"), 1, vec![iface("eth0", 2, 10, None)])],
+        );
         let (r3, _) = to_request(&s3, None, &mut series);
         assert!(starts_of(&r3).iter().all(|&s| s == 120_000_000_000));
         // New index.
-        let s4 = snapshot(130, vec![pod(Some("u1"), 1, vec![iface("eth0", 9, 20, None)])]);
+        let s4 = snapshot(
+            130,
+            vec![pod(Some("u1"), 1, vec![iface("eth0", 9, 20, None)])],
+        );
         let (r4, _) = to_request(&s4, None, &mut series);
         assert!(starts_of(&r4).iter().all(|&s| s == 130_000_000_000));
         // Gone pods are forgotten; back later, they start anew.
         to_request(&snapshot(140, vec![]), None, &mut series);
         assert!(series.is_empty());
-        let s6 = snapshot(150, vec![pod(Some("u1"), 1, vec![iface("eth0", 9, 20, None)])]);
+        let s6 = snapshot(
+            150,
+            vec![pod(Some("u1"), 1, vec![iface("eth0", 9, 20, None)])],
+        );
         let (r6, _) = to_request(&s6, None, &mut series);
         assert!(starts_of(&r6).iter().all(|&s| s == 150_000_000_000));
     }
@@ -559,12 +600,18 @@ mod tests {
     #[test]
     fn pipelines_keep_their_own_series() {
         let mut series = SeriesStarts::default();
-        let s1 = snapshot(100, vec![pod(Some("u1"), 1, vec![iface("eth0", 2, 50, None)])]);
+        let s1 = snapshot(
+            100,
+            vec![pod(Some("u1"), 1, vec![iface("eth0", 2, 50, None)])],
+        );
         to_request(&s1, None, &mut series);
         let mut other = snapshot(105, vec![]);
         other.pipeline = "metrics/other".into();
         to_request(&other, None, &mut series);
-        let s2 = snapshot(110, vec![pod(Some("u1"), 1, vec![iface("eth0", 2, 60, None)])]);
+        let s2 = snapshot(
+            110,
+            vec![pod(Some("u1"), 1, vec![iface("eth0", 2, 60, None)])],
+        );
         let (r2, _) = to_request(&s2, None, &mut series);
         assert!(starts_of(&r2).iter().all(|&s| s == 100_000_000_000));
     }

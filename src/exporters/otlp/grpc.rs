@@ -209,7 +209,11 @@ mod tests {
 
     #[test]
     fn codes_are_classified_as_the_collector_does() {
-        for code in [Code::Unavailable, Code::DeadlineExceeded, Code::ResourceExhausted] {
+        for code in [
+            Code::Unavailable,
+            Code::DeadlineExceeded,
+            Code::ResourceExhausted,
+        ] {
             assert!(matches!(
                 classify(&Status::new(code, "x")),
                 SendError::Retryable { .. }

@@ -41,18 +41,10 @@ pub enum SendError {
     Permanent(String),
 }
 
-impl SendError {
-    pub fn message(&self) -> &str {
-        match self {
-            SendError::Retryable { message, .. } | SendError::Permanent(message) => message,
-        }
-    }
-}
-
 /// The client of one exporter.
 pub enum Sender {
-    Grpc(grpc::GrpcSender),
-    Http(http::HttpSender),
+    Grpc(Box<grpc::GrpcSender>),
+    Http(Box<http::HttpSender>),
 }
 
 impl Sender {
@@ -65,8 +57,12 @@ impl Sender {
         };
         let connector = Connector::new(tls_for(config, &target, alpn)?, config.timeout);
         Ok(match protocol {
-            Protocol::Grpc => Sender::Grpc(grpc::GrpcSender::new(config, &target, connector)?),
-            Protocol::Http => Sender::Http(http::HttpSender::new(config, &target, connector)?),
+            Protocol::Grpc => {
+                Sender::Grpc(Box::new(grpc::GrpcSender::new(config, &target, connector)?))
+            }
+            Protocol::Http => {
+                Sender::Http(Box::new(http::HttpSender::new(config, &target, connector)?))
+            }
         })
     }
 
@@ -100,7 +96,7 @@ fn tls_for(
         .server_name_override
         .clone()
         .unwrap_or_else(|| target.host.clone());
-    let name = ServerName::try_from(name.clone())
-        .map_err(|e| format!("TLS server name {name:?}: {e}"))?;
+    let name =
+        ServerName::try_from(name.clone()).map_err(|e| format!("TLS server name {name:?}: {e}"))?;
     Ok(Some((tls::client_config(&config.tls, alpn)?, name)))
 }
