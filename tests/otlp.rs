@@ -1014,3 +1014,91 @@ async fn grpc_gzip_shrinks_what_goes_on_the_wire() {
     let (gzip, none) = (wire[0], wire[1]);
     assert!(gzip * 10 < none * 7, "gzip {gzip} bytes vs none {none}");
 }
+
+/// The whole agent, from its binary: pod metrics through the `otlp_grpc` exporter and the
+/// agent's own metrics through `service.telemetry.metrics`, both into the recording sink; then
+/// SIGTERM, after which the agent exits 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_pushes_pod_metrics_and_its_own_telemetry() {
+    let Some(venv) = venv() else { return };
+    let dir = TempDir::new("agent");
+    let sink = Sink::start(&venv, &dir, "sink", &["--grpc", "127.0.0.1:0"]);
+    let ns = Netns::new("nst-otlp-agent");
+    let _link = quiet_pod(&ns, "lxcnstotlpag0", 86);
+    let config = dir.path("agent.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"receivers:
+  netns:
+    collection_interval: 300ms
+resolvers:
+  interfaces:
+exporters:
+  otlp:
+    endpoint: 127.0.0.1:{port}
+    tls:
+      insecure: true
+service:
+  pipelines:
+    metrics:
+      receivers: [netns]
+      resolvers: [interfaces]
+      exporters: [otlp]
+  telemetry:
+    metrics:
+      endpoint: http://127.0.0.1:{port}
+      interval: 500ms
+"#,
+            port = sink.grpc_port
+        ),
+    )
+    .unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_netshim"))
+        .arg("run")
+        .arg("-c")
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut agent = Process { child };
+    let mut seen_pod = false;
+    let mut seen_own = false;
+    for _ in 0..200 {
+        let records = sink.records();
+        seen_pod |= records.iter().any(|r| {
+            r["metric"] == "k8s.pod.network.io"
+                && r["resource"]["netshim.netns.path"] == "/run/netns/nst-otlp-agent"
+        });
+        seen_own |= records
+            .iter()
+            .any(|r| r["metric"] == "netshim.cycles" && r["resource"]["service.name"] == "netshim");
+        if seen_pod && seen_own {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        seen_pod,
+        "pod metrics through otlp (deprecated alias) reached the sink"
+    );
+    assert!(seen_own, "the agent's own metrics reached the sink");
+
+    let _ = Command::new("kill")
+        .args(["-TERM", &agent.pid().to_string()])
+        .status();
+    let mut status = None;
+    for _ in 0..300 {
+        if let Some(s) = agent.child.try_wait().unwrap() {
+            status = Some(s);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let status = status.expect("the agent exits after SIGTERM");
+    let mut log = String::new();
+    let _ = std::io::Read::read_to_string(&mut agent.child.stderr.take().unwrap(), &mut log);
+    assert!(status.success(), "{status:?}\n{log}");
+    assert!(log.contains("deprecated"), "the alias is flagged: {log}");
+}
