@@ -49,6 +49,13 @@ export NETSHIM_CRI_ASSETS NETSHIM_REQUIRE_CRI=1
 NETSHIM_OTLP_VENV=$(./scripts/otlp-test-env.sh "$target/otlp-env")
 export NETSHIM_OTLP_VENV NETSHIM_REQUIRE_OTLP=1
 
+# Rules: promtool check and unit tests of both rule paths, generated PrometheusRule objects.
+./install/kubernetes/rules/check.sh
+# Manifests and the Helm chart, offline (kubernetes-validate, chart rendering, drift).
+if [ -x scripts/check-deploy.sh ]; then
+  ./scripts/check-deploy.sh "$target/deploy-check"
+fi
+
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 cargo test --locked 2>&1 | tee "$log"
