@@ -173,23 +173,6 @@ pub struct Counters {
     pub tx_dropped: u64,
 }
 
-impl Counters {
-    /// The same counters seen from the other end of a point-to-point pair (a veth's host end
-    /// receives what the pod end transmits).
-    pub fn swapped(self) -> Self {
-        Counters {
-            rx_bytes: self.tx_bytes,
-            tx_bytes: self.rx_bytes,
-            rx_packets: self.tx_packets,
-            tx_packets: self.rx_packets,
-            rx_errors: self.tx_errors,
-            tx_errors: self.rx_errors,
-            rx_dropped: self.tx_dropped,
-            tx_dropped: self.rx_dropped,
-        }
-    }
-}
-
 /// An address on an interface, shown as `ip/prefix`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct IfAddress {
@@ -292,26 +275,6 @@ fn serialize_unix_seconds<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn swapped_exchanges_every_direction() {
-        let c = Counters {
-            rx_bytes: 1,
-            tx_bytes: 2,
-            rx_packets: 3,
-            tx_packets: 4,
-            rx_errors: 5,
-            tx_errors: 6,
-            rx_dropped: 7,
-            tx_dropped: 8,
-        };
-        let s = c.swapped();
-        assert_eq!((s.rx_bytes, s.tx_bytes), (2, 1));
-        assert_eq!((s.rx_packets, s.tx_packets), (4, 3));
-        assert_eq!((s.rx_errors, s.tx_errors), (6, 5));
-        assert_eq!((s.rx_dropped, s.tx_dropped), (8, 7));
-        assert_eq!(s.swapped(), c);
-    }
 
     #[test]
     fn merge_joins_records_of_one_namespace_and_keeps_the_first_receivers_values() {

@@ -364,55 +364,8 @@ print("received", got, flush=True)
 #[test]
 fn counters_are_exact_and_from_the_pods_point_of_view() {
     let ns = Netns::new("nst-counters");
-    ip_quiet(&["link", "del", "lxcnstcnt0"]);
-    ip(&[
-        "link",
-        "add",
-        "lxcnstcnt0",
-        "address",
-        "02:00:00:77:00:01",
-        "type",
-        "veth",
-        "peer",
-        "name",
-        "eth0",
-        "address",
-        "02:00:00:77:00:02",
-        "netns",
-        &ns.name,
-    ]);
-    let _l = HostLink {
-        name: "lxcnstcnt0".into(),
-    };
     // No IPv6 (no neighbour discovery) and static neighbours (no ARP): only the test's packets.
-    ip(&["link", "set", "lxcnstcnt0", "addrgenmode", "none"]);
-    ns.ip(&["link", "set", "eth0", "addrgenmode", "none"]);
-    ip(&["addr", "add", "169.254.77.1/30", "dev", "lxcnstcnt0"]);
-    ns.ip(&["addr", "add", "169.254.77.2/30", "dev", "eth0"]);
-    ip(&[
-        "neigh",
-        "replace",
-        "169.254.77.2",
-        "lladdr",
-        "02:00:00:77:00:02",
-        "dev",
-        "lxcnstcnt0",
-        "nud",
-        "permanent",
-    ]);
-    ns.ip(&[
-        "neigh",
-        "replace",
-        "169.254.77.1",
-        "lladdr",
-        "02:00:00:77:00:01",
-        "dev",
-        "eth0",
-        "nud",
-        "permanent",
-    ]);
-    ip(&["link", "set", "lxcnstcnt0", "up"]);
-    ns.ip(&["link", "set", "eth0", "up"]);
+    let _l = quiet_veth(&ns, "lxcnstcnt0", 77);
     ns.ip(&["link", "set", "lo", "up"]);
 
     let mut mapper = InterfaceMapper::new(InterfacesConfig::default());

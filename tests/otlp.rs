@@ -210,49 +210,6 @@ fn snapshot(pods: Vec<PodNetwork>) -> Arc<Snapshot> {
     })
 }
 
-/// A pod whose only traffic is the test's: IPv6 off, static neighbours, addresses
-/// 169.254.N.1 (host end) and .2 (pod end).
-fn quiet_pod(ns: &Netns, host: &str, n: u8) -> HostLink {
-    let host_mac = format!("02:00:00:{n:02x}:00:01");
-    let pod_mac = format!("02:00:00:{n:02x}:00:02");
-    ip_quiet(&["link", "del", host]);
-    ip(&[
-        "link", "add", host, "address", &host_mac, "type", "veth", "peer", "name", "eth0",
-        "address", &pod_mac, "netns", &ns.name,
-    ]);
-    let link = HostLink { name: host.into() };
-    let (h, p) = (format!("169.254.{n}.1"), format!("169.254.{n}.2"));
-    ip(&["link", "set", host, "addrgenmode", "none"]);
-    ns.ip(&["link", "set", "eth0", "addrgenmode", "none"]);
-    ip(&["addr", "add", &format!("{h}/30"), "dev", host]);
-    ns.ip(&["addr", "add", &format!("{p}/30"), "dev", "eth0"]);
-    ip(&[
-        "neigh",
-        "replace",
-        &p,
-        "lladdr",
-        &pod_mac,
-        "dev",
-        host,
-        "nud",
-        "permanent",
-    ]);
-    ns.ip(&[
-        "neigh",
-        "replace",
-        &h,
-        "lladdr",
-        &host_mac,
-        "dev",
-        "eth0",
-        "nud",
-        "permanent",
-    ]);
-    ip(&["link", "set", host, "up"]);
-    ns.ip(&["link", "set", "eth0", "up"]);
-    link
-}
-
 /// 5 datagrams of 300 bytes from the host end to the pod, 7 of 100 from the pod back.
 fn udp_exchange(ns: &Netns, n: u8) {
     let script = format!(
@@ -379,7 +336,7 @@ async fn grpc_export_carries_pods_counters_and_mapping() {
     let a = Netns::new("nst-otlp-a");
     let b = Netns::new("nst-otlp-b");
     let c = Netns::new("nst-otlp-c");
-    let _la = quiet_pod(&a, "lxcnstotlpa0", 81);
+    let _la = quiet_veth(&a, "lxcnstotlpa0", 81);
     let _lb0 = veth("lxcnstotlpb0", "eth0", &b.name);
     let _lb1 = veth("lxcnstotlpb1", "net1", &b.name);
     let _lc = veth("lxcnstotlpc0", "eth0", &c.name);
@@ -1024,7 +981,7 @@ async fn the_agent_pushes_pod_metrics_and_its_own_telemetry() {
     let dir = TempDir::new("agent");
     let sink = Sink::start(&venv, &dir, "sink", &["--grpc", "127.0.0.1:0"]);
     let ns = Netns::new("nst-otlp-agent");
-    let _link = quiet_pod(&ns, "lxcnstotlpag0", 86);
+    let _link = quiet_veth(&ns, "lxcnstotlpag0", 86);
     let config = dir.path("agent.yaml");
     std::fs::write(
         &config,

@@ -80,45 +80,8 @@ fn pod_with_traffic(
     size: usize,
 ) -> (Netns, HostLink) {
     let ns = Netns::new(ns_name);
+    let link = quiet_veth(&ns, host, net);
     let (h_ip, p_ip) = (format!("169.254.{net}.1"), format!("169.254.{net}.2"));
-    let (h_mac, p_mac) = (
-        format!("02:00:00:{net:02x}:00:01"),
-        format!("02:00:00:{net:02x}:00:02"),
-    );
-    ip_quiet(&["link", "del", host]);
-    ip(&[
-        "link", "add", host, "address", &h_mac, "type", "veth", "peer", "name", "eth0", "address",
-        &p_mac, "netns", &ns.name,
-    ]);
-    let link = HostLink { name: host.into() };
-    ip(&["link", "set", host, "addrgenmode", "none"]);
-    ns.ip(&["link", "set", "eth0", "addrgenmode", "none"]);
-    ip(&["addr", "add", &format!("{h_ip}/30"), "dev", host]);
-    ns.ip(&["addr", "add", &format!("{p_ip}/30"), "dev", "eth0"]);
-    ip(&[
-        "neigh",
-        "replace",
-        &p_ip,
-        "lladdr",
-        &p_mac,
-        "dev",
-        host,
-        "nud",
-        "permanent",
-    ]);
-    ns.ip(&[
-        "neigh",
-        "replace",
-        &h_ip,
-        "lladdr",
-        &h_mac,
-        "dev",
-        "eth0",
-        "nud",
-        "permanent",
-    ]);
-    ip(&["link", "set", host, "up"]);
-    ns.ip(&["link", "set", "eth0", "up"]);
     let sock = std::net::UdpSocket::bind(format!("{h_ip}:0")).unwrap();
     for _ in 0..count {
         // Nobody listens in the pod: the datagrams are still received (and counted) by eth0.

@@ -138,6 +138,50 @@ pub fn veth(host: &str, pod_name: &str, netns: &str) -> HostLink {
     guard
 }
 
+/// A veth pair whose only traffic is the test's: IPv6 address generation off, static
+/// neighbours, host end `host` at 169.254.N.1/30 (MAC 02:00:00:NN:00:01), pod end `eth0` in `ns`
+/// at 169.254.N.2/30 (MAC …:00:02), both up.
+pub fn quiet_veth(ns: &Netns, host: &str, n: u8) -> HostLink {
+    let host_mac = format!("02:00:00:{n:02x}:00:01");
+    let pod_mac = format!("02:00:00:{n:02x}:00:02");
+    ip_quiet(&["link", "del", host]);
+    ip(&[
+        "link", "add", host, "address", &host_mac, "type", "veth", "peer", "name", "eth0",
+        "address", &pod_mac, "netns", &ns.name,
+    ]);
+    let link = HostLink { name: host.into() };
+    let (h, p) = (format!("169.254.{n}.1"), format!("169.254.{n}.2"));
+    ip(&["link", "set", host, "addrgenmode", "none"]);
+    ns.ip(&["link", "set", "eth0", "addrgenmode", "none"]);
+    ip(&["addr", "add", &format!("{h}/30"), "dev", host]);
+    ns.ip(&["addr", "add", &format!("{p}/30"), "dev", "eth0"]);
+    ip(&[
+        "neigh",
+        "replace",
+        &p,
+        "lladdr",
+        &pod_mac,
+        "dev",
+        host,
+        "nud",
+        "permanent",
+    ]);
+    ns.ip(&[
+        "neigh",
+        "replace",
+        &h,
+        "lladdr",
+        &host_mac,
+        "dev",
+        "eth0",
+        "nud",
+        "permanent",
+    ]);
+    ip(&["link", "set", host, "up"]);
+    ns.ip(&["link", "set", "eth0", "up"]);
+    link
+}
+
 /// Runs `ip ARGS…` inside the namespace file `ns` (for namespaces with no name).
 pub fn nsenter_ip(ns: &str, args: &[&str]) {
     let out = Command::new("nsenter")
