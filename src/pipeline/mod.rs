@@ -3,6 +3,7 @@
 
 mod build;
 mod cycle;
+mod events;
 mod run;
 
 pub use build::{Pipeline, Service, build};

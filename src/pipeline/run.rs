@@ -18,11 +18,14 @@ use crate::receivers::Receiver;
 use crate::resolvers::StartContext;
 use crate::self_metrics::AgentMetrics;
 
-use super::{Service, cycle};
+use super::{Service, cycle, events};
 
 /// Changes that arrive together (several receivers ticking at once, later bursts of events)
 /// make one cycle.
 const DEBOUNCE: Duration = Duration::from_millis(50);
+
+/// After an event, how long to wait for the rest of its burst before scanning.
+const EVENT_SETTLE: Duration = Duration::from_millis(50);
 
 /// How long each exporter may take to flush at shutdown.
 const SHUTDOWN_LIMIT: Duration = Duration::from_secs(10);
@@ -65,6 +68,19 @@ impl Service {
         }
 
         let mut tasks = JoinSet::new();
+        // Events make receivers scan before their interval is up.
+        let (trigger, early) = watch::channel(0u64);
+        tasks.spawn(events::host_links(trigger.clone()));
+        let mut folders: Vec<std::path::PathBuf> = self
+            .pipelines
+            .iter()
+            .flat_map(|p| p.receivers.iter().flat_map(|(_, r)| r.watch_folders()))
+            .collect();
+        folders.sort();
+        folders.dedup();
+        if !folders.is_empty() {
+            tasks.spawn(events::folders(folders, trigger.clone()));
+        }
         let mut latest: BTreeMap<String, Latest> = BTreeMap::new();
         for pipeline in &self.pipelines {
             for (id, receiver) in &pipeline.receivers {
@@ -80,6 +96,7 @@ impl Service {
                     tx,
                     self.health.clone(),
                     Arc::clone(&self.context.metrics),
+                    early.clone(),
                 ));
             }
         }
@@ -142,6 +159,7 @@ async fn receive_loop(
     tx: watch::Sender<Option<Arc<Vec<Sandbox>>>>,
     health: Health,
     metrics: Arc<AgentMetrics>,
+    mut early: watch::Receiver<u64>,
 ) {
     let interval = receiver.collection_interval();
     let key = format!("receivers::{id}");
@@ -170,7 +188,16 @@ async fn receive_loop(
                 backoff.next_delay()
             }
         };
-        tokio::time::sleep_until(started + wait).await;
+        tokio::select! {
+            () = tokio::time::sleep_until(started + wait) => {}
+            changed = early.changed() => {
+                if changed.is_ok() {
+                    // Let the rest of a burst (a pod's veth, its namespace, its addresses) land.
+                    tokio::time::sleep(EVENT_SETTLE).await;
+                    early.mark_unchanged();
+                }
+            }
+        }
     }
 }
 

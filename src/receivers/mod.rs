@@ -25,4 +25,9 @@ pub trait Receiver: Send + Sync {
 
     /// How often the pipeline asks for a scan.
     fn collection_interval(&self) -> Duration;
+
+    /// Folders whose changes (namespaces mounted or removed) should make a scan run early.
+    fn watch_folders(&self) -> Vec<std::path::PathBuf> {
+        Vec::new()
+    }
 }

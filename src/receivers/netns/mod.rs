@@ -130,4 +130,8 @@ impl Receiver for NetnsReceiver {
     fn collection_interval(&self) -> Duration {
         self.config.collection_interval
     }
+
+    fn watch_folders(&self) -> Vec<PathBuf> {
+        self.config.paths.clone()
+    }
 }

@@ -5,6 +5,8 @@
 
 mod decode;
 mod socket;
+mod watcher;
 
 pub use decode::{AddrInfo, LinkInfo};
 pub use socket::{NetlinkError, RouteSocket, Watch};
+pub use watcher::LinkWatcher;

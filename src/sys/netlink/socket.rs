@@ -117,6 +117,12 @@ fn with_buffer<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
     })
 }
 
+impl std::os::fd::AsRawFd for RouteSocket {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.socket.as_raw_fd()
+    }
+}
+
 /// How one request ended.
 struct Outcome {
     interrupted: bool,
@@ -143,6 +149,11 @@ impl RouteSocket {
     /// How many kernel messages could not be decoded (and were skipped) so far.
     pub fn undecodable_messages(&self) -> u64 {
         self.undecodable
+    }
+
+    /// Makes receives return `WouldBlock` instead of waiting (for an event loop).
+    pub fn set_non_blocking(&self) -> io::Result<()> {
+        self.socket.set_non_blocking(true)
     }
 
     /// Sets the kernel receive buffer, so that notifications between two cycles fit.
