@@ -56,6 +56,24 @@ if [ -x scripts/check-deploy.sh ]; then
   ./scripts/check-deploy.sh "$target/deploy-check"
 fi
 
+# Fuzzing (cargo fuzz, on the stable toolchain through RUSTC_BOOTSTRAP): each target for a short
+# fixed budget; a crash fails the run and leaves its input under fuzz/artifacts/.
+if ! command -v cargo-fuzz >/dev/null; then
+  cargo install cargo-fuzz --locked
+fi
+fuzz_log=$(mktemp)
+for target_name in config cri_verbose netlink_link; do
+  echo "fuzzing $target_name for ${NETSHIM_FUZZ_SECONDS:-20}s"
+  if ! (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run -O "$target_name" -- \
+        -max_total_time="${NETSHIM_FUZZ_SECONDS:-20}") >"$fuzz_log" 2>&1; then
+    tail -n 60 "$fuzz_log"
+    echo "fuzz target $target_name failed (its input is under fuzz/artifacts/$target_name/)" >&2
+    exit 1
+  fi
+  grep -E "^Done" "$fuzz_log" || true
+done
+rm -f "$fuzz_log"
+
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 cargo test --locked 2>&1 | tee "$log"

@@ -10,6 +10,22 @@ use netlink_packet_route::link::{
 
 use crate::model::Counters;
 
+/// Decodes one netlink frame (header included) as a link message, as the socket layer does for
+/// each frame of a dump; `None` for anything else or anything malformed. The fuzz target's entry.
+pub fn decode_link_frame(frame: &[u8]) -> Option<LinkInfo> {
+    use netlink_packet_core::{NetlinkMessage, NetlinkPayload};
+    use netlink_packet_route::RouteNetlinkMessage;
+    match NetlinkMessage::<RouteNetlinkMessage>::deserialize(frame)
+        .ok()?
+        .payload
+    {
+        NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(link)) => {
+            Some(LinkInfo::from_message(link))
+        }
+        _ => None,
+    }
+}
+
 /// One link, as its namespace reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LinkInfo {

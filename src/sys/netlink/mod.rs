@@ -7,6 +7,6 @@ mod decode;
 mod socket;
 mod watcher;
 
-pub use decode::{AddrInfo, LinkInfo};
+pub use decode::{AddrInfo, LinkInfo, decode_link_frame};
 pub use socket::{NetlinkError, RouteSocket, Watch};
 pub use watcher::LinkWatcher;

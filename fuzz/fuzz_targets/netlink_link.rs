@@ -1,0 +1,11 @@
+//! Decoding a netlink link message the way the socket layer does for each dump frame.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use netshim::sys::netlink::decode_link_frame;
+
+fuzz_target!(|data: &[u8]| {
+    if let Some(link) = decode_link_frame(data) {
+        let _ = link.peer_index();
+    }
+});
