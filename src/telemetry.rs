@@ -12,9 +12,10 @@ use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
 use opentelemetry_sdk::trace::SdkTracerProvider;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::Layered;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer, Registry};
 
 use crate::config::{LogEncoding, LogsConfig, TelemetryConfig};
 use crate::self_metrics::AgentMetrics;
@@ -24,40 +25,15 @@ pub fn init_logs(config: &LogsConfig) {
     let _ = registry(config).try_init(); // a second call (tests) finds one set: fine
 }
 
-fn registry(
-    config: &LogsConfig,
-) -> tracing_subscriber::layer::Layered<
-    Box<dyn tracing_subscriber::Layer<tracing_subscriber::Registry> + Send + Sync>,
-    tracing_subscriber::Registry,
-> {
+fn registry(config: &LogsConfig) -> Layered<Box<dyn Layer<Registry> + Send + Sync>, Registry> {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(config.level.as_str()));
     let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
-    let layer: Box<dyn tracing_subscriber::Layer<_> + Send + Sync> = match config.encoding {
-        LogEncoding::Json => Box::new(fmt.json().with_filter_boxed(filter)),
-        LogEncoding::Console => Box::new(fmt.with_filter_boxed(filter)),
+    let layer = match config.encoding {
+        LogEncoding::Json => fmt.json().with_filter(filter).boxed(),
+        LogEncoding::Console => fmt.with_filter(filter).boxed(),
     };
     tracing_subscriber::registry().with(layer)
-}
-
-/// Boxed filtering, so both encodings have one type.
-trait WithFilterBoxed<S>: tracing_subscriber::Layer<S> + Sized
-where
-    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
-{
-    fn with_filter_boxed(
-        self,
-        filter: EnvFilter,
-    ) -> tracing_subscriber::filter::Filtered<Self, EnvFilter, S> {
-        tracing_subscriber::Layer::with_filter(self, filter)
-    }
-}
-
-impl<S, L> WithFilterBoxed<S> for L
-where
-    L: tracing_subscriber::Layer<S>,
-    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
-{
 }
 
 /// The providers to flush at exit.
