@@ -24,11 +24,6 @@ pub fn raise_fd_limit() -> io::Result<u64> {
     Ok(lim.rlim_cur)
 }
 
-/// The number of file descriptors this process has open (from `/proc/self/fd`).
-pub fn open_fd_count() -> io::Result<usize> {
-    Ok(std::fs::read_dir("/proc/self/fd")?.count())
-}
-
 /// CPU time (user + system) this process has used so far, every thread included, also those
 /// that have exited.
 pub fn process_cpu_time() -> io::Result<std::time::Duration> {

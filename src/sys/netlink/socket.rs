@@ -69,8 +69,6 @@ impl NetlinkError {
 pub struct RouteSocket {
     socket: Socket,
     seq: u32,
-    /// Messages the kernel sent that `netlink-packet-route` could not decode; they are skipped.
-    undecodable: u64,
     /// A change notification (or a notification overflow) arrived since the last
     /// [`RouteSocket::take_changed`].
     changed: bool,
@@ -141,14 +139,8 @@ impl RouteSocket {
         Ok(RouteSocket {
             socket,
             seq: 0,
-            undecodable: 0,
             changed: false,
         })
-    }
-
-    /// How many kernel messages could not be decoded (and were skipped) so far.
-    pub fn undecodable_messages(&self) -> u64 {
-        self.undecodable
     }
 
     /// Makes receives return `WouldBlock` instead of waiting (for an event loop).
@@ -385,7 +377,11 @@ impl RouteSocket {
                                 ..
                             }) => on_message(m),
                             Ok(_) => {}
-                            Err(_) => self.undecodable += 1,
+                            // A message `netlink-packet-route` cannot decode is skipped; the
+                            // rest of the answer is still used.
+                            Err(e) => {
+                                tracing::debug!(op, error = %e, "undecodable netlink message skipped")
+                            }
                         }
                         if !is_dump && flags & NLM_F_MULTIPART == 0 {
                             return Ok(outcome);
