@@ -337,6 +337,31 @@ async fn a_containerd_restart_is_survived() {
         .expect("clean exit");
 }
 
+/// Debian's containerd 1.6 has no container event stream (1.7 added it): the subscription must
+/// end at once as "unsupported", so the agent falls back to its other triggers instead of
+/// retrying in a loop. (The stream itself is exercised against a fake runtime in
+/// `tests/cri_events.rs`, since no runtime here offers it.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn container_events_unsupported_by_containerd_1_6_are_recognised() {
+    use netshim::receivers::cri::events::StreamEnd;
+    let Some(assets) = assets() else { return };
+    let c = Containerd::start(
+        "cri-events",
+        Cni::Bridge {
+            bridge: "nstcribr3",
+            subnet: "169.254.204.0/24",
+        },
+        &assets,
+    );
+    let r = receiver(&c);
+    let end = tokio::time::timeout(Duration::from_secs(5), r.follow_events_once(&|| {}))
+        .await
+        .expect("the subscription answers at once");
+    eprintln!("containerd 1.6 answered: {end:?}");
+    assert!(matches!(end, StreamEnd::Unsupported(_)), "{end:?}");
+    assert_eq!(r.events(), 0);
+}
+
 #[tokio::test]
 async fn a_missing_socket_is_a_clear_error_not_a_hang() {
     let socket = PathBuf::from(format!("/tmp/nst-no-such-{}.sock", std::process::id()));

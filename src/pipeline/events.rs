@@ -1,15 +1,17 @@
 //! What makes a cycle run before its interval is up: link changes in the host namespace (a pod's
-//! host peer appearing or going) and changes to the netns bind-mount folders (a namespace
-//! mounted or removed). Each bumps a counter the receive loops wait on, so a burst of events
+//! host peer appearing or going), changes to the netns bind-mount folders (a namespace
+//! mounted or removed) and the receivers' own events (the runtime's container events). Each bumps a counter the receive loops wait on, so a burst of events
 //! makes one early cycle, not one per event.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use futures::StreamExt;
 use inotify::{Inotify, WatchMask};
 use tokio::sync::watch;
 use tracing::{debug, warn};
 
+use crate::receivers::Receiver;
 use crate::sys::netlink::LinkWatcher;
 
 /// Bumped on every event; receive loops wait for it to change.
@@ -17,6 +19,11 @@ pub type Trigger = watch::Sender<u64>;
 
 fn bump(trigger: &Trigger) {
     trigger.send_modify(|n| *n = n.wrapping_add(1));
+}
+
+/// Follows a receiver's own events until the task is dropped.
+pub async fn receiver(receiver: Arc<dyn Receiver>, trigger: Trigger) {
+    receiver.follow_events(&move || bump(&trigger)).await;
 }
 
 /// Watches the host namespace's links until the task is dropped.

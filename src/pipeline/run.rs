@@ -90,6 +90,7 @@ impl Service {
                 let (tx, rx) = watch::channel(None);
                 latest.insert(id.clone(), rx);
                 self.health.register(&format!("receivers::{id}"));
+                tasks.spawn(events::receiver(Arc::clone(receiver), trigger.clone()));
                 tasks.spawn(receive_loop(
                     id.clone(),
                     Arc::clone(receiver),

@@ -30,4 +30,9 @@ pub trait Receiver: Send + Sync {
     fn watch_folders(&self) -> Vec<std::path::PathBuf> {
         Vec::new()
     }
+
+    /// Follows the source's own change events, where it has any, calling `changed` for each, so
+    /// that a scan runs before the interval is up. Runs until the task is dropped; returning
+    /// means the source has no events to offer (the default).
+    async fn follow_events(&self, _changed: &(dyn Fn() + Send + Sync)) {}
 }

@@ -259,4 +259,5 @@ pub fn inode(path: &str) -> u64 {
         .ino()
 }
 pub mod containerd;
+pub mod fake_cri;
 pub mod fake_kube;

@@ -37,6 +37,19 @@ impl CriError {
         matches!(self, CriError::Call { status, .. } if status.code() == tonic::Code::NotFound)
     }
 
+    /// The runtime does not offer the call: gRPC `UNIMPLEMENTED`, or containerd 1.6's
+    /// `UNKNOWN: not implemented yet` for `GetContainerEvents`.
+    pub fn is_unimplemented(&self) -> bool {
+        match self {
+            CriError::Call { status, .. } => {
+                status.code() == tonic::Code::Unimplemented
+                    || (status.code() == tonic::Code::Unknown
+                        && status.message().contains("not implemented"))
+            }
+            _ => false,
+        }
+    }
+
     /// The connection itself is in doubt: drop it and connect anew next time.
     pub fn is_transport(&self) -> bool {
         match self {
@@ -139,6 +152,26 @@ impl CriClient {
         let mut client = self.inner.clone();
         self.call("PodSandboxStatus", client.pod_sandbox_status(request))
             .await
+    }
+
+    /// Subscribes to the runtime's container events. Unlike the other calls this one has no
+    /// timeout: a runtime may answer only with its first event.
+    pub async fn container_events(
+        &self,
+        request: proto::GetEventsRequest,
+    ) -> Result<tonic::Streaming<proto::ContainerEventResponse>, CriError> {
+        let mut client = self.inner.clone();
+        match client.get_container_events(request).await {
+            Ok(response) => Ok(response.into_inner()),
+            Err(status) if status.code() == tonic::Code::Unavailable => Err(CriError::Connect {
+                socket: self.socket.display().to_string(),
+                detail: format!("GetContainerEvents: {}", status.message()),
+            }),
+            Err(status) => Err(CriError::Call {
+                call: "GetContainerEvents",
+                status: Box::new(status),
+            }),
+        }
     }
 
     async fn call<T>(

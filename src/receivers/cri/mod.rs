@@ -4,10 +4,12 @@
 //!
 //! Each cycle makes two calls, `ListPodSandbox` (ready sandboxes) and `ListContainers`, whatever
 //! the number of pods; `PodSandboxStatus(verbose)` is asked once per sandbox, when it is first
-//! seen, and cached until the sandbox is gone.
+//! seen, and cached until the sandbox is gone. Where the runtime streams container events
+//! (`GetContainerEvents`), each one makes a scan run early (see `events`).
 
 mod client;
 mod endpoint;
+pub mod events;
 pub mod proto;
 mod sandbox;
 pub mod verbose;
@@ -111,6 +113,7 @@ pub struct CriReceiver {
     config: Config,
     endpoint: Endpoint,
     calls: Arc<AtomicU64>,
+    events: AtomicU64,
     state: tokio::sync::Mutex<State>,
 }
 
@@ -127,6 +130,7 @@ impl CriReceiver {
             config,
             endpoint,
             calls: Arc::default(),
+            events: AtomicU64::new(0),
             state: tokio::sync::Mutex::default(),
         }
     }
@@ -134,6 +138,11 @@ impl CriReceiver {
     /// How many CRI calls this receiver has made.
     pub fn calls(&self) -> u64 {
         self.calls.load(Ordering::Relaxed)
+    }
+
+    /// How many container events the runtime has streamed to this receiver.
+    pub fn events(&self) -> u64 {
+        self.events.load(Ordering::Relaxed)
     }
 
     /// A client, connecting (and finding the socket, for `auto`) when there is none.
@@ -223,5 +232,9 @@ impl Receiver for CriReceiver {
 
     fn collection_interval(&self) -> Duration {
         self.config.collection_interval
+    }
+
+    async fn follow_events(&self, changed: &(dyn Fn() + Send + Sync)) {
+        self.follow_events_forever(changed).await;
     }
 }

@@ -1,0 +1,138 @@
+//! The runtime's container events (`GetContainerEvents`, CRI v1; containerd ≥ 1.7 with its
+//! evented PLEG, CRI-O ≥ 1.26): a sandbox or container created, started, stopped or deleted
+//! makes a scan run before the interval is up. The stream is followed on a connection of its
+//! own, so it never waits behind (or delays) a scan.
+//!
+//! Runtimes without the stream (containerd 1.6 answers `Unimplemented` or "not implemented") are
+//! asked again only rarely: the periodic list, the host link events and the netns folder events
+//! still keep pods fresh.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use tracing::{debug, info};
+
+use super::proto::{ContainerEventType, GetEventsRequest};
+use super::{CriClient, CriError, CriReceiver};
+
+/// First delay before reconnecting after the stream broke; doubles up to the interval.
+const FIRST_RETRY: Duration = Duration::from_millis(500);
+
+/// How often a runtime that had no event stream is asked again (it may have been upgraded).
+const UNSUPPORTED_RETRY: Duration = Duration::from_secs(300);
+
+/// How one subscription ended.
+#[derive(Debug)]
+pub enum StreamEnd {
+    /// The runtime closed the stream (it is restarting, or shutting down).
+    Closed,
+    /// The runtime does not offer the stream.
+    Unsupported(CriError),
+    /// Connecting or reading failed.
+    Failed(CriError),
+}
+
+impl CriReceiver {
+    /// Subscribes once and calls `changed` for every event until the stream ends. Events seen
+    /// are counted (`events()`).
+    pub async fn follow_events_once(&self, changed: &(dyn Fn() + Send + Sync)) -> StreamEnd {
+        let socket = match self.endpoint.resolve(&self.config.host_root) {
+            Ok(s) => s,
+            Err(detail) => {
+                return StreamEnd::Failed(CriError::Connect {
+                    socket: self.config.endpoint.clone(),
+                    detail,
+                });
+            }
+        };
+        // Its own call counter: the per-cycle call count stays exactly the lists and statuses.
+        let client = match CriClient::new(socket, self.config.timeout, Arc::new(AtomicU64::new(0)))
+        {
+            Ok(c) => c,
+            Err(e) => return StreamEnd::Failed(e),
+        };
+        // No timeout on the subscription: a runtime may send its response headers only with
+        // its first event.
+        let mut stream = match client.container_events(GetEventsRequest {}).await {
+            Ok(s) => s,
+            Err(e) if e.is_unimplemented() => return StreamEnd::Unsupported(e),
+            Err(e) => return StreamEnd::Failed(e),
+        };
+        loop {
+            match stream.message().await {
+                Ok(Some(event)) => {
+                    self.events
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    debug!(
+                        id = %event.container_id,
+                        kind = ContainerEventType::try_from(event.container_event_type)
+                            .map_or("unknown", |k| k.as_str_name()),
+                        "container event"
+                    );
+                    changed();
+                }
+                Ok(None) => return StreamEnd::Closed,
+                Err(status) => {
+                    let error = CriError::Call {
+                        call: "GetContainerEvents",
+                        status: Box::new(status),
+                    };
+                    return if error.is_unimplemented() {
+                        StreamEnd::Unsupported(error)
+                    } else {
+                        StreamEnd::Failed(error)
+                    };
+                }
+            }
+        }
+    }
+
+    /// Follows the events for as long as the task runs: reconnects with backoff after a break,
+    /// and asks a runtime without the stream again every few minutes.
+    pub(super) async fn follow_events_forever(&self, changed: &(dyn Fn() + Send + Sync)) {
+        let cap = self.config.collection_interval.max(FIRST_RETRY);
+        let mut retry = FIRST_RETRY;
+        let mut said_unsupported = false;
+        let mut said_failed = false;
+        loop {
+            let started = tokio::time::Instant::now();
+            let end = self.follow_events_once(changed).await;
+            // A stream that ran for a while was healthy: start the backoff over.
+            if started.elapsed() > cap {
+                retry = FIRST_RETRY;
+            }
+            let wait = match end {
+                StreamEnd::Unsupported(e) => {
+                    if !said_unsupported {
+                        info!(
+                            error = %e,
+                            interval = ?self.config.collection_interval,
+                            "the runtime offers no container events; sandboxes are listed on the interval and on host link changes"
+                        );
+                        said_unsupported = true;
+                    }
+                    UNSUPPORTED_RETRY
+                }
+                StreamEnd::Closed => {
+                    debug!("the runtime closed its event stream; subscribing again");
+                    retry
+                }
+                StreamEnd::Failed(e) => {
+                    // The scan reports the runtime's state (health, errors); this only says
+                    // it once per outage.
+                    if !said_failed {
+                        debug!(error = %e, "container event stream unavailable; retrying");
+                        said_failed = true;
+                    }
+                    retry
+                }
+            };
+            if started.elapsed() > cap {
+                said_failed = false;
+            }
+            tokio::time::sleep(wait).await;
+            retry = (retry * 2).min(cap);
+        }
+    }
+}

@@ -1,0 +1,264 @@
+//! A fake container runtime: the CRI v1 calls netshim makes, served by tonic on a unix socket,
+//! with a pod list the test controls and a `GetContainerEvents` stream the test feeds.
+//!
+//! Fake because no runtime that streams container events can be installed here: Debian 12 has
+//! containerd 1.6 (the stream came with 1.7) and no CRI-O. The sandboxes it lists point at real
+//! network namespaces made by the test, so everything after the CRI answers is real.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use netshim::receivers::cri::proto::*;
+use tokio::sync::broadcast;
+
+const SERVICE: &str = "/runtime.v1.RuntimeService/";
+
+/// One pod the fake runtime lists, in the ready state.
+#[derive(Clone, Debug)]
+pub struct FakePod {
+    pub id: String,
+    pub name: String,
+    pub namespace: String,
+    pub uid: String,
+    /// The network namespace's bind mount, given in the verbose status as containerd does.
+    pub netns: PathBuf,
+}
+
+#[derive(Clone)]
+struct Runtime {
+    pods: Arc<Mutex<Vec<FakePod>>>,
+    events: broadcast::Sender<ContainerEventResponse>,
+}
+
+/// A running fake runtime; stops when dropped.
+pub struct FakeCri {
+    pub socket: PathBuf,
+    runtime: Runtime,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl FakeCri {
+    /// Serves on `socket` (replaced if it exists).
+    pub async fn start(socket: &Path) -> Self {
+        let _ = std::fs::remove_file(socket);
+        let listener = tokio::net::UnixListener::bind(socket).expect("bind the fake CRI socket");
+        let (events, _) = broadcast::channel(64);
+        let runtime = Runtime {
+            pods: Arc::default(),
+            events,
+        };
+        let incoming = futures::stream::unfold(listener, |listener| async move {
+            let conn = listener.accept().await.map(|(stream, _)| stream);
+            Some((conn, listener))
+        });
+        let service = runtime.clone();
+        let server = tokio::spawn(async move {
+            let _ = tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming(incoming)
+                .await;
+        });
+        FakeCri {
+            socket: socket.to_path_buf(),
+            runtime,
+            server,
+        }
+    }
+
+    /// Lists `pod` from now on (sends no event).
+    pub fn add(&self, pod: FakePod) {
+        self.runtime.pods.lock().unwrap().push(pod);
+    }
+
+    /// Stops listing the pod `id` (sends no event).
+    pub fn remove(&self, id: &str) {
+        self.runtime.pods.lock().unwrap().retain(|p| p.id != id);
+    }
+
+    /// Streams an event about `id` to every subscriber; returns how many there were.
+    pub fn event(&self, id: &str, kind: ContainerEventType) -> usize {
+        let event = ContainerEventResponse {
+            container_id: id.to_string(),
+            container_event_type: kind as i32,
+            created_at: 0,
+            pod_sandbox_status: None,
+        };
+        self.runtime.events.send(event).unwrap_or(0)
+    }
+
+    /// Subscribers to the event stream right now.
+    pub fn subscribers(&self) -> usize {
+        self.runtime.events.receiver_count()
+    }
+}
+
+impl Drop for FakeCri {
+    fn drop(&mut self) {
+        self.server.abort();
+        let _ = std::fs::remove_file(&self.socket);
+    }
+}
+
+impl tonic::server::NamedService for Runtime {
+    const NAME: &'static str = "runtime.v1.RuntimeService";
+}
+
+type Reply = http::Response<tonic::body::Body>;
+
+impl tower::Service<http::Request<tonic::body::Body>> for Runtime {
+    type Response = Reply;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Reply, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
+        let runtime = self.clone();
+        Box::pin(async move {
+            let method = request
+                .uri()
+                .path()
+                .strip_prefix(SERVICE)
+                .unwrap_or_default()
+                .to_string();
+            let reply = match method.as_str() {
+                "Version" => {
+                    unary(request, |_: VersionRequest| VersionResponse {
+                        version: "0.1.0".into(),
+                        runtime_name: "fake-cri".into(),
+                        runtime_version: "0".into(),
+                        runtime_api_version: "v1".into(),
+                    })
+                    .await
+                }
+                "ListPodSandbox" => {
+                    let pods = runtime.pods.lock().unwrap().clone();
+                    unary(request, move |_: ListPodSandboxRequest| {
+                        ListPodSandboxResponse {
+                            items: pods.iter().map(listed).collect(),
+                        }
+                    })
+                    .await
+                }
+                "ListContainers" => {
+                    unary(request, |_: ListContainersRequest| {
+                        ListContainersResponse::default()
+                    })
+                    .await
+                }
+                "PodSandboxStatus" => {
+                    let pods = runtime.pods.lock().unwrap().clone();
+                    unary(request, move |r: PodSandboxStatusRequest| {
+                        pods.iter()
+                            .find(|p| p.id == r.pod_sandbox_id)
+                            .map(status)
+                            .unwrap_or_default()
+                    })
+                    .await
+                }
+                "GetContainerEvents" => {
+                    let mut grpc = tonic::server::Grpc::new(tonic_prost::ProstCodec::<
+                        ContainerEventResponse,
+                        GetEventsRequest,
+                    >::default());
+                    grpc.server_streaming(Events(runtime.events.clone()), request)
+                        .await
+                }
+                _ => tonic::Status::unimplemented(method).into_http(),
+            };
+            Ok(reply)
+        })
+    }
+}
+
+fn metadata(pod: &FakePod) -> PodSandboxMetadata {
+    PodSandboxMetadata {
+        name: pod.name.clone(),
+        uid: pod.uid.clone(),
+        namespace: pod.namespace.clone(),
+        attempt: 0,
+    }
+}
+
+fn listed(pod: &FakePod) -> PodSandbox {
+    PodSandbox {
+        id: pod.id.clone(),
+        metadata: Some(metadata(pod)),
+        state: PodSandboxState::SandboxReady as i32,
+        ..PodSandbox::default()
+    }
+}
+
+/// containerd's shape of the verbose status: the netns path in the runtime spec.
+fn status(pod: &FakePod) -> PodSandboxStatusResponse {
+    let info = serde_json::json!({
+        "runtimeSpec": {"linux": {"namespaces": [
+            {"type": "network", "path": pod.netns.display().to_string()}
+        ]}}
+    });
+    PodSandboxStatusResponse {
+        status: Some(PodSandboxStatus {
+            id: pod.id.clone(),
+            metadata: Some(metadata(pod)),
+            state: PodSandboxState::SandboxReady as i32,
+            ..PodSandboxStatus::default()
+        }),
+        info: HashMap::from([("info".to_string(), info.to_string())]),
+        timestamp: 0,
+    }
+}
+
+/// Answers one unary call with `answer(request)`.
+async fn unary<Req, Resp>(
+    request: http::Request<tonic::body::Body>,
+    answer: impl FnMut(Req) -> Resp + Send + 'static,
+) -> Reply
+where
+    Req: prost::Message + Default + Send + 'static,
+    Resp: prost::Message + Send + 'static,
+{
+    let mut grpc = tonic::server::Grpc::new(tonic_prost::ProstCodec::<Resp, Req>::default());
+    grpc.unary(Unary(answer), request).await
+}
+
+struct Unary<F>(F);
+
+impl<Req, Resp, F: FnMut(Req) -> Resp> tonic::server::UnaryService<Req> for Unary<F> {
+    type Response = Resp;
+    type Future = std::future::Ready<Result<tonic::Response<Resp>, tonic::Status>>;
+
+    fn call(&mut self, request: tonic::Request<Req>) -> Self::Future {
+        std::future::ready(Ok(tonic::Response::new((self.0)(request.into_inner()))))
+    }
+}
+
+struct Events(broadcast::Sender<ContainerEventResponse>);
+
+impl tonic::server::ServerStreamingService<GetEventsRequest> for Events {
+    type Response = ContainerEventResponse;
+    type ResponseStream = BoxStream<'static, Result<ContainerEventResponse, tonic::Status>>;
+    type Future = std::future::Ready<Result<tonic::Response<Self::ResponseStream>, tonic::Status>>;
+
+    fn call(&mut self, _: tonic::Request<GetEventsRequest>) -> Self::Future {
+        let events = futures::stream::unfold(self.0.subscribe(), |mut rx| async move {
+            loop {
+                match rx.recv().await {
+                    Ok(event) => return Some((Ok(event), rx)),
+                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                }
+            }
+        })
+        .boxed();
+        std::future::ready(Ok(tonic::Response::new(events)))
+    }
+}
