@@ -258,6 +258,8 @@ pub fn inode(path: &str) -> u64 {
         .unwrap_or_else(|e| panic!("stat {path}: {e}"))
         .ino()
 }
+pub mod agent;
 pub mod containerd;
 pub mod fake_cri;
 pub mod fake_kube;
+pub mod pods;

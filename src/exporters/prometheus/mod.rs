@@ -1,12 +1,15 @@
-//! The `prometheus` exporter: a pull endpoint on the older shim's port. `/metrics` renders the
-//! latest snapshot on each scrape (text format, or OpenMetrics when asked; gzip when asked);
-//! `/healthz` answers as the older shim's did, for its probes.
+//! The `prometheus` exporter: a pull endpoint on the older shim's port. `/metrics` serves the
+//! latest snapshots (text format, or OpenMetrics when asked; gzip when asked), rendered once per
+//! change and shared by every scrape until the next; `/healthz` answers as the older shim's did,
+//! for its probes.
 
 mod exposition;
 mod series;
 
 use std::collections::BTreeMap;
+use std::io::Write as _;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use async_trait::async_trait;
@@ -14,15 +17,15 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
+use bytes::Bytes;
 use serde::Deserialize;
 use tokio::sync::oneshot;
-use tower_http::compression::CompressionLayer;
 use tracing::info;
 
 use crate::components::{BuildContext, ExporterFactory};
 use crate::config::{ConfigErrors, Validate, parse_component};
 use crate::model::Snapshot;
-use crate::self_metrics::AgentMetrics;
+use crate::self_metrics::{AgentMetrics, MetricsView};
 
 use super::{ExportError, Exporter};
 pub use exposition::Format;
@@ -85,12 +88,24 @@ fn build(
 struct Shared {
     /// The latest snapshot of each pipeline feeding this exporter.
     snapshots: RwLock<BTreeMap<String, Arc<Snapshot>>>,
+    /// Bumped by every snapshot stored.
+    generation: AtomicU64,
     metrics: Arc<AgentMetrics>,
     shim: bool,
+    /// The last document served in each (format, gzip) form. Held while rendering, so that
+    /// scrapes arriving together wait for one render instead of making one each.
+    rendered: tokio::sync::Mutex<[Option<Rendered>; 4]>,
+}
+
+/// A document and what it was rendered from.
+struct Rendered {
+    generation: u64,
+    view: MetricsView,
+    body: Bytes,
 }
 
 impl Shared {
-    fn render(&self, format: Format) -> String {
+    fn render(&self, view: &MetricsView, format: Format) -> String {
         let snapshots: Vec<Arc<Snapshot>> = self
             .snapshots
             .read()
@@ -100,7 +115,7 @@ impl Shared {
             .collect();
         series::render(
             &snapshots,
-            &self.metrics.view(),
+            view,
             &series::BuildInfo {
                 version: env!("CARGO_PKG_VERSION"),
             },
@@ -108,6 +123,74 @@ impl Shared {
             format,
         )
     }
+
+    /// The document in the asked form: the last one when nothing has changed since (no new
+    /// snapshot, the agent's own numbers the same), else rendered anew off the async workers.
+    async fn document(self: &Arc<Self>, format: Format, gzip: bool) -> Bytes {
+        let slot = usize::from(format == Format::OpenMetrics) * 2 + usize::from(gzip);
+        let mut rendered = self.rendered.lock().await;
+        let generation = self.generation.load(Ordering::Acquire);
+        let view = self.metrics.view();
+        if let Some(last) = &rendered[slot]
+            && last.generation == generation
+            && last.view == view
+        {
+            return last.body.clone();
+        }
+        let shared = Arc::clone(self);
+        let for_render = view.clone();
+        // Rendering and compressing 1000 pods takes milliseconds of CPU.
+        let body = tokio::task::spawn_blocking(move || {
+            let text = shared.render(&for_render, format);
+            if gzip {
+                compress(text)
+            } else {
+                Bytes::from(text)
+            }
+        })
+        .await
+        .unwrap_or_else(|e| Bytes::from(format!("# render failed: {e}\n")));
+        rendered[slot] = Some(Rendered {
+            generation,
+            view,
+            body: body.clone(),
+        });
+        body
+    }
+}
+
+fn compress(text: String) -> Bytes {
+    let mut encoder = flate2::write::GzEncoder::new(
+        Vec::with_capacity(text.len() / 16),
+        flate2::Compression::fast(),
+    );
+    // Writing to a Vec cannot fail.
+    match encoder
+        .write_all(text.as_bytes())
+        .and_then(|()| encoder.finish())
+    {
+        Ok(gz) => Bytes::from(gz),
+        Err(_) => Bytes::from(text),
+    }
+}
+
+/// Whether `Accept-Encoding` offers gzip (with a non-zero q).
+fn accepts_gzip(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|item| {
+            let mut parts = item.split(';').map(str::trim);
+            let coding = parts.next().unwrap_or_default();
+            let q_zero = parts.any(|p| {
+                p.strip_prefix("q=")
+                    .and_then(|q| q.parse::<f32>().ok())
+                    .is_some_and(|q| q == 0.0)
+            });
+            (coding.eq_ignore_ascii_case("gzip") || coding == "*") && !q_zero
+        })
 }
 
 pub struct PrometheusExporter {
@@ -121,8 +204,10 @@ impl PrometheusExporter {
     pub fn new(config: Config, metrics: Arc<AgentMetrics>) -> Self {
         let shared = Arc::new(Shared {
             snapshots: RwLock::default(),
+            generation: AtomicU64::new(0),
             metrics,
             shim: config.shim_metric,
+            rendered: tokio::sync::Mutex::new([None, None, None, None]),
         });
         PrometheusExporter {
             config,
@@ -139,7 +224,7 @@ impl PrometheusExporter {
 
     /// The `/metrics` document for the snapshots received so far (benchmarks, tests).
     pub fn render(&self, format: Format) -> String {
-        self.shared.render(format)
+        self.shared.render(&self.shared.metrics.view(), format)
     }
 
     /// Takes a snapshot without the async trait (benchmarks).
@@ -149,22 +234,24 @@ impl PrometheusExporter {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .insert(snapshot.pipeline.clone(), snapshot);
+        self.shared.generation.fetch_add(1, Ordering::Release);
     }
 }
 
 async fn metrics(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> impl IntoResponse {
     let format = Format::negotiate(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
-    // Rendering 1000 pods takes a few milliseconds of CPU: keep it off the async workers.
-    let body = tokio::task::spawn_blocking(move || shared.render(format))
-        .await
-        .unwrap_or_else(|e| format!("# render failed: {e}\n"));
-    (
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static(format.content_type()),
-        )],
-        body,
-    )
+    let gzip = accepts_gzip(&headers);
+    let body = shared.document(format, gzip).await;
+    let mut response_headers = HeaderMap::new();
+    response_headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(format.content_type()),
+    );
+    response_headers.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+    if gzip {
+        response_headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    }
+    (response_headers, body)
 }
 
 #[async_trait]
@@ -181,7 +268,6 @@ impl Exporter for PrometheusExporter {
         let app = axum::Router::new()
             .route("/metrics", get(metrics))
             .route("/healthz", get(|| async { "OK" }))
-            .layer(CompressionLayer::new().gzip(true))
             .with_state(Arc::clone(&self.shared));
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         tokio::spawn(async move {
@@ -208,5 +294,76 @@ impl Exporter for PrometheusExporter {
             let _ = stop.send(());
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+
+    use super::*;
+
+    fn headers(encoding: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::ACCEPT_ENCODING,
+            HeaderValue::from_str(encoding).unwrap(),
+        );
+        h
+    }
+
+    #[test]
+    fn gzip_is_used_only_when_offered() {
+        assert!(accepts_gzip(&headers("gzip")));
+        assert!(accepts_gzip(&headers("deflate, GZIP;q=0.5")));
+        assert!(accepts_gzip(&headers("*")));
+        assert!(!accepts_gzip(&headers("gzip;q=0")));
+        assert!(!accepts_gzip(&headers("identity, deflate")));
+        assert!(!accepts_gzip(&HeaderMap::new()));
+    }
+
+    fn snapshot(pipeline: &str) -> Arc<Snapshot> {
+        Arc::new(Snapshot {
+            pipeline: pipeline.into(),
+            node: "n1".into(),
+            taken_at: std::time::SystemTime::now(),
+            pods: Vec::new(),
+        })
+    }
+
+    #[tokio::test]
+    async fn scrapes_share_one_render_until_something_changes() {
+        let metrics = Arc::new(AgentMetrics::default());
+        let exporter = PrometheusExporter::new(Config::default(), Arc::clone(&metrics));
+        exporter.store(snapshot("metrics"));
+        let shared = &exporter.shared;
+
+        let first = shared.document(Format::Text, false).await;
+        let again = shared.document(Format::Text, false).await;
+        // The very same buffer: not rendered again.
+        assert_eq!(first.as_ptr(), again.as_ptr());
+
+        // The agent's own numbers changed: rendered anew.
+        metrics.cycle(std::time::Duration::from_millis(3), 0, 0);
+        let after_cycle = shared.document(Format::Text, false).await;
+        assert_ne!(first.as_ptr(), after_cycle.as_ptr());
+        assert!(String::from_utf8_lossy(&after_cycle).contains("netshim_cycles_total 1"));
+
+        // A new snapshot: rendered anew.
+        exporter.store(snapshot("metrics"));
+        let after_store = shared.document(Format::Text, false).await;
+        assert_ne!(after_cycle.as_ptr(), after_store.as_ptr());
+
+        // Each form is its own entry; gzip holds the same document.
+        let gz = shared.document(Format::Text, true).await;
+        let mut text = String::new();
+        flate2::read::GzDecoder::new(&gz[..])
+            .read_to_string(&mut text)
+            .unwrap();
+        assert_eq!(text.as_bytes(), &after_store[..]);
+        let om = shared.document(Format::OpenMetrics, false).await;
+        assert!(String::from_utf8_lossy(&om).ends_with("# EOF\n"));
+        let text_again = shared.document(Format::Text, false).await;
+        assert_eq!(after_store.as_ptr(), text_again.as_ptr());
     }
 }
