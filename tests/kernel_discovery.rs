@@ -488,3 +488,49 @@ fn junk_in_a_netns_folder_is_skipped() {
     assert_eq!(netns.inode, inode("/run/netns/nst-junk"));
     assert_eq!(netns.path, dir.join("link-to-real"));
 }
+
+#[test]
+fn a_namespace_deleted_between_its_opening_and_its_reading_is_reported_once_then_released() {
+    let stays = Netns::new("nst-mid-a");
+    let _la = veth("lxcnstmid0", "eth0", &stays.name);
+    let goes = Netns::new("nst-mid-b");
+    let _lb = veth("lxcnstmid1", "eth0", &goes.name);
+    let goes_ino = inode("/run/netns/nst-mid-b");
+
+    let mut mapper = InterfaceMapper::new(InterfacesConfig::default());
+    // Inside the cycle, after the mapper opened the new namespaces and before it dumps them
+    // or asks their ids: the namespace is deleted (its bind mount, its only holder). From then
+    // on only the mapper's socket keeps it alive.
+    let goes = std::sync::Mutex::new(Some(goes));
+    mapper.set_after_open(move || {
+        if let Some(mut ns) = goes.lock().unwrap().take() {
+            ns.delete();
+        }
+    });
+    let pods = cycle(&mut mapper);
+    let p = pod_at(&pods, "/run/netns/nst-mid-a").expect("the rest is reported");
+    assert_eq!(peer_name(iface(p, "eth0")), Some("lxcnstmid0"));
+    // Reading a namespace that is still alive through the socket is fine: it is reported as
+    // it was at the scan, with its real peer, never with a wrong one.
+    for pod in pods.iter().filter(|p| {
+        p.sandbox
+            .netns
+            .as_ref()
+            .is_some_and(|n| n.inode == goes_ino)
+    }) {
+        assert_eq!(peer_name(iface(pod, "eth0")), Some("lxcnstmid1"));
+    }
+
+    // The next scan no longer finds it: not reported, its socket closed, so the kernel frees
+    // the namespace and its veth goes.
+    let pods = cycle(&mut mapper);
+    assert!(
+        pods.iter()
+            .all(|p| p.sandbox.netns.as_ref().is_none_or(|n| n.inode != goes_ino)),
+        "no stale pod after one cycle"
+    );
+    assert!(
+        wait_until(Duration::from_secs(15), || !host_link_exists("lxcnstmid1")),
+        "the deleted namespace was released: its veth is gone"
+    );
+}

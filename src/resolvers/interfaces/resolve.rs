@@ -90,6 +90,9 @@ pub struct InterfaceMapper {
     /// The host map must be rebuilt before it is used again.
     host_stale: bool,
     handles: HashMap<NetnsKey, NetnsHandle>,
+    /// Fault injection for tests: runs after new namespaces are opened, before anything is
+    /// read from them or their ids are asked.
+    after_open: Option<Box<dyn FnMut() + Send>>,
 }
 
 /// Notifications of up to this many bytes can wait between two cycles on the host socket
@@ -104,7 +107,15 @@ impl InterfaceMapper {
             host_peers: HostPeers::new(),
             host_stale: true,
             handles: HashMap::new(),
+            after_open: None,
         }
+    }
+
+    /// Runs `hook` in every cycle between opening new namespaces and reading them (and asking
+    /// their ids): the tests delete namespaces there.
+    #[doc(hidden)]
+    pub fn set_after_open(&mut self, hook: impl FnMut() + Send + 'static) {
+        self.after_open = Some(Box::new(hook));
     }
 
     /// How many pod namespaces currently have an open socket.
@@ -128,6 +139,9 @@ impl InterfaceMapper {
         self.handles.retain(|key, _| wanted.contains(key));
         if self.open_new(batch) > 0 {
             self.host_stale = true;
+        }
+        if let Some(hook) = self.after_open.as_mut() {
+            hook();
         }
 
         let (any_full, failed) = refresh_all(&mut self.handles, &self.config);
