@@ -36,6 +36,8 @@ pub struct MetricsView {
     /// Unix seconds of the last cycle that completed, 0 before the first.
     pub last_success: f64,
     pub errors: BTreeMap<(String, String), u64>,
+    /// What each OTLP exporter has sent, dropped and queued, by component id.
+    pub exporters: Vec<(String, crate::exporters::otlp::ExporterStats)>,
 }
 
 impl AgentMetrics {
@@ -82,6 +84,7 @@ impl AgentMetrics {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .clone(),
+            exporters: crate::exporters::otlp::all_stats(),
         }
     }
 }

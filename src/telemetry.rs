@@ -28,7 +28,11 @@ pub fn init_logs(config: &LogsConfig) {
 fn registry(config: &LogsConfig) -> Layered<Box<dyn Layer<Registry> + Send + Sync>, Registry> {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(config.level.as_str()));
-    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    // Colours only on a terminal: `kubectl logs` and files would show the escape codes.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
     let layer = match config.encoding {
         LogEncoding::Json => fmt.json().with_filter(filter).boxed(),
         LogEncoding::Console => fmt.with_filter(filter).boxed(),

@@ -34,36 +34,6 @@ fn reported(metrics: &str) -> Vec<String> {
     names
 }
 
-/// Sockets the agent holds beyond one per namespace it reports (its own: listeners, netlink
-/// sockets in the host namespace, connections): must not grow with churn. Namespaces made or
-/// deleted by anyone (other tests on the machine) move both counts: read until three readings
-/// 100 ms apart agree.
-fn own_sockets(agent: &Agent) -> i64 {
-    let reading = || loop {
-        let before = agent.metrics();
-        let (_, sockets) = agent.fds();
-        let after = agent.metrics();
-        let pods = sample(&before, "netshim_pods");
-        if pods.is_some() && pods == sample(&after, "netshim_pods") {
-            return sockets as i64 - pods.unwrap_or(0.0) as i64;
-        }
-    };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut last = vec![reading()];
-    while Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-        last.push(reading());
-        if last.len() >= 3
-            && last[last.len() - 3..]
-                .iter()
-                .all(|v| *v == last[last.len() - 1])
-        {
-            break;
-        }
-    }
-    last[last.len() - 1]
-}
-
 #[test]
 fn a_thousand_pods_come_and_go_in_bursts_while_scraped() {
     let mut farm = PodFarm::new(PREFIX);
@@ -112,7 +82,7 @@ fn a_thousand_pods_come_and_go_in_bursts_while_scraped() {
     while scrapes.load(Ordering::Relaxed) < 3 {
         std::thread::sleep(Duration::from_millis(20));
     }
-    let baseline = own_sockets(&agent);
+    let baseline = agent.own_sockets();
 
     let converge = |farm: &PodFarm, what: &str| -> Duration {
         let mut want: Vec<String> = farm.live().iter().map(|i| farm.host_name(*i)).collect();
@@ -147,12 +117,12 @@ fn a_thousand_pods_come_and_go_in_bursts_while_scraped() {
             slowest_convergence.max(converge(&farm, &format!("burst {burst}: +250")));
     }
     assert_eq!(farm.len(), 1000);
-    let at_1000 = own_sockets(&agent);
+    let at_1000 = agent.own_sockets();
     // Half replaced, at once.
     deleted.extend(farm.remove_oldest(500));
     farm.add(500);
     slowest_convergence = slowest_convergence.max(converge(&farm, "-500 +500"));
-    let after_replace = own_sockets(&agent);
+    let after_replace = agent.own_sockets();
     assert!(
         after_replace <= at_1000,
         "sockets beyond one per pod grew: {after_replace} > {at_1000}"
@@ -166,7 +136,7 @@ fn a_thousand_pods_come_and_go_in_bursts_while_scraped() {
     stop.store(true, Ordering::Relaxed);
     let (failures, slowest_scrape) = scraper.join().unwrap();
     let released = farm.wait_links_gone(&deleted, Duration::from_secs(60));
-    let own_after = own_sockets(&agent);
+    let own_after = agent.own_sockets();
     let stderr = agent.stderr();
     eprintln!(
         "churn: {} scrapes, {} failed, slowest {slowest_scrape:?}; slowest convergence \

@@ -1059,3 +1059,97 @@ service:
     assert!(status.success(), "{status:?}\n{log}");
     assert!(log.contains("deprecated"), "the alias is flagged: {log}");
 }
+
+/// Event-driven freshness reaches OTLP too: with `collection_interval: 30s`, a new pod is in an
+/// export soon after its veth appears, and an export soon after its namespace is deleted no
+/// longer has it (a second pod stays, so exports go on: an empty snapshot is not sent).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_pod_is_exported_within_a_second_or_so_with_a_30s_interval() {
+    let Some(venv) = venv() else { return };
+    let dir = TempDir::new("fresh");
+    let sink = Sink::start(&venv, &dir, "sink", &["--grpc", "127.0.0.1:0"]);
+    let stays = Netns::new("nst-otlp-stay");
+    let _stays_link = quiet_veth(&stays, "lxcnstotlpst0", 88);
+    let config = dir.path("agent.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "receivers:\n  netns:\n    collection_interval: 30s\nresolvers:\n  interfaces:\nexporters:\n  otlp_grpc:\n    endpoint: 127.0.0.1:{}\n    tls:\n      insecure: true\nservice:\n  pipelines:\n    metrics:\n      receivers: [netns]\n      resolvers: [interfaces]\n      exporters: [otlp_grpc]\n",
+            sink.grpc_port
+        ),
+    )
+    .unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_netshim"))
+        .args(["run", "-c"])
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _agent = Process { child };
+    let path_of = |r: &Value| {
+        r["resource"]["netshim.netns.path"]
+            .as_str()
+            .map(str::to_owned)
+    };
+    let stays_path = "/run/netns/nst-otlp-stay";
+    let first = wait_until(Duration::from_secs(10), || {
+        sink.records()
+            .iter()
+            .any(|r| path_of(r).as_deref() == Some(stays_path))
+    });
+    assert!(first, "the first cycle's export arrived");
+
+    let mut ns = Netns::new("nst-otlp-fresh");
+    let _link = quiet_veth(&ns, "lxcnstotlpfr0", 89);
+    let path = "/run/netns/nst-otlp-fresh";
+    let started = std::time::Instant::now();
+    assert!(
+        wait_until(Duration::from_secs(3), || {
+            sink.records()
+                .iter()
+                .any(|r| path_of(r).as_deref() == Some(path))
+        }),
+        "the new pod was exported well before the 30 s interval"
+    );
+    let appeared = started.elapsed();
+
+    // The last request that had the pod; then one after it that has the other pod but not it.
+    let last_with = |records: &[Value]| {
+        records
+            .iter()
+            .filter(|r| path_of(r).as_deref() == Some(path))
+            .filter_map(|r| r["request"].as_u64())
+            .max()
+            .unwrap_or(0)
+    };
+    ns.delete();
+    let started = std::time::Instant::now();
+    let mut without = 0;
+    let gone = wait_until(Duration::from_secs(3), || {
+        let records = sink.records();
+        let with = last_with(&records);
+        without = records
+            .iter()
+            .filter(|r| path_of(r).as_deref() == Some(stays_path))
+            .filter_map(|r| r["request"].as_u64())
+            .find(|n| *n > with)
+            .unwrap_or(0);
+        without > 0
+    });
+    assert!(
+        gone,
+        "an export without the deleted pod came well before the interval"
+    );
+    let gone_after = started.elapsed();
+    // That request may have been read while the sink was still writing it: read it again.
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        last_with(&sink.records()) < without,
+        "request {without} had the deleted pod after all"
+    );
+    eprintln!(
+        "otlp freshness: in the export after {appeared:?}, out after {gone_after:?} \
+         (collection_interval 30s)"
+    );
+}

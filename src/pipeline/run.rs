@@ -168,7 +168,7 @@ async fn receive_loop(
     loop {
         let started = tokio::time::Instant::now();
         let span = tracing::info_span!("netshim.receive", receiver = %id);
-        let wait = match receiver.collect().instrument(span).await {
+        let (wait, failed) = match receiver.collect().instrument(span).await {
             Ok(found) => {
                 if health.report(&key, Ok(())) {
                     info!(receiver = %id, "receiver ready");
@@ -178,7 +178,7 @@ async fn receive_loop(
                 if tx.send(Some(Arc::new(found))).is_err() {
                     return;
                 }
-                interval
+                (interval, false)
             }
             Err(e) => {
                 metrics.error("receiver", &id);
@@ -186,9 +186,16 @@ async fn receive_loop(
                 if health.report(&key, Err(msg.clone())) {
                     warn!(receiver = %id, error = %msg, "receiver failed; keeping its last result and retrying");
                 }
-                backoff.next_delay()
+                (backoff.next_delay(), true)
             }
         };
+        if failed {
+            // Events do not cut a failing receiver's backoff short: on a busy node host link
+            // changes come several times a second, and each would retry a dead runtime.
+            tokio::time::sleep_until(started + wait).await;
+            early.mark_unchanged();
+            continue;
+        }
         tokio::select! {
             () = tokio::time::sleep_until(started + wait) => {}
             changed = early.changed() => {

@@ -145,6 +145,36 @@ impl Agent {
         (all, sockets)
     }
 
+    /// Sockets the agent holds beyond one per namespace it reports (its own: listeners, netlink
+    /// sockets in the host namespace, connections): must not grow with churn. Namespaces made or
+    /// deleted by anyone (other tests on the machine) move both counts: read until three readings
+    /// 100 ms apart agree.
+    pub fn own_sockets(&self) -> i64 {
+        let reading = || loop {
+            let before = self.metrics();
+            let (_, sockets) = self.fds();
+            let after = self.metrics();
+            let pods = sample(&before, "netshim_pods");
+            if pods.is_some() && pods == sample(&after, "netshim_pods") {
+                return sockets as i64 - pods.unwrap_or(0.0) as i64;
+            }
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut last = vec![reading()];
+        while Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+            last.push(reading());
+            if last.len() >= 3
+                && last[last.len() - 3..]
+                    .iter()
+                    .all(|v| *v == last[last.len() - 1])
+            {
+                break;
+            }
+        }
+        last[last.len() - 1]
+    }
+
     /// Open file descriptors by kind: `socket`, `anon_inode:[eventfd]`, `pipe`, or the path.
     pub fn fd_kinds(&self) -> std::collections::BTreeMap<String, usize> {
         let mut kinds = std::collections::BTreeMap::new();

@@ -4,6 +4,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use crate::exporters::otlp::ExporterStats;
 use crate::model::{Counters, Interface, PodNetwork, Snapshot};
 use crate::self_metrics::{CYCLE_BUCKETS, MetricsView};
 
@@ -271,4 +272,123 @@ fn agent_metrics(e: &mut Exposition, m: &MetricsView, build: &BuildInfo) {
         &[],
         m.last_success,
     );
+    exporter_metrics(e, m);
+}
+
+/// The OTLP exporters' own numbers: with a sending queue an export only queues, so failures
+/// show here (drops, retries, a growing queue), not in `netshim_errors_total`.
+fn exporter_metrics(e: &mut Exposition, m: &MetricsView) {
+    if m.exporters.is_empty() {
+        return;
+    }
+    type Get = fn(&ExporterStats) -> u64;
+    let simple: [(&str, Kind, &str, Get); 8] = [
+        (
+            "netshim_exporter_sent_batches_total",
+            Kind::Counter,
+            "Snapshots the collector accepted.",
+            |s| s.sent_batches,
+        ),
+        (
+            "netshim_exporter_sent_points_total",
+            Kind::Counter,
+            "Data points in the accepted snapshots.",
+            |s| s.sent_points,
+        ),
+        (
+            "netshim_exporter_rejected_points_total",
+            Kind::Counter,
+            "Data points the collector rejected in a partial success.",
+            |s| s.rejected_points,
+        ),
+        (
+            "netshim_exporter_dropped_points_total",
+            Kind::Counter,
+            "Data points in dropped snapshots.",
+            |s| s.dropped_points,
+        ),
+        (
+            "netshim_exporter_retries_total",
+            Kind::Counter,
+            "Attempts made again after a retryable failure.",
+            |s| s.retries,
+        ),
+        (
+            "netshim_exporter_queue_length",
+            Kind::Gauge,
+            "Snapshots waiting in the sending queue.",
+            |s| s.queue_length,
+        ),
+        (
+            "netshim_exporter_queue_capacity",
+            Kind::Gauge,
+            "Size of the sending queue (0: no queue).",
+            |s| s.queue_capacity,
+        ),
+        (
+            "netshim_exporter_queue_bytes",
+            Kind::Gauge,
+            "Bytes of the snapshots waiting in the sending queue.",
+            |s| s.queue_bytes,
+        ),
+    ];
+    for (name, kind, help, get) in simple {
+        e.family(name, kind, help);
+        for (id, stats) in &m.exporters {
+            e.sample(name, &[("exporter", id)], get(stats));
+        }
+    }
+    let name = "netshim_exporter_dropped_batches_total";
+    e.family(
+        name,
+        Kind::Counter,
+        "Snapshots dropped: the queue was full (oldest dropped), sending failed for good, or the shutdown bound ran out.",
+    );
+    for (id, stats) in &m.exporters {
+        for (reason, n) in [
+            ("queue_full", stats.dropped_queue_full),
+            ("failed", stats.dropped_failed),
+            ("shutdown", stats.dropped_shutdown),
+        ] {
+            e.sample(name, &[("exporter", id), ("reason", reason)], n);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn otlp_exporter_numbers_are_published_by_exporter() {
+        let view = MetricsView {
+            exporters: vec![(
+                "otlp_grpc".to_string(),
+                ExporterStats {
+                    sent_batches: 7,
+                    dropped_queue_full: 2,
+                    retries: 3,
+                    queue_length: 4,
+                    queue_capacity: 10,
+                    ..ExporterStats::default()
+                },
+            )],
+            ..MetricsView::default()
+        };
+        let build = BuildInfo { version: "test" };
+        let text = render(&[], &view, &build, false, Format::Text);
+        for line in [
+            "netshim_exporter_sent_batches_total{exporter=\"otlp_grpc\"} 7",
+            "netshim_exporter_retries_total{exporter=\"otlp_grpc\"} 3",
+            "netshim_exporter_queue_length{exporter=\"otlp_grpc\"} 4",
+            "netshim_exporter_queue_capacity{exporter=\"otlp_grpc\"} 10",
+            "netshim_exporter_dropped_batches_total{exporter=\"otlp_grpc\",reason=\"queue_full\"} 2",
+            "netshim_exporter_dropped_batches_total{exporter=\"otlp_grpc\",reason=\"failed\"} 0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
+        }
+        // No OTLP exporter: no such family at all.
+        let text = render(&[], &MetricsView::default(), &build, false, Format::Text);
+        assert!(!text.contains("netshim_exporter_"));
+    }
 }
