@@ -19,7 +19,6 @@ mod agent;
 mod pods;
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use agent::{Agent, sample};
@@ -80,13 +79,13 @@ struct Load {
 
 /// `rate` scrapes per second for `length`, spread over `threads` threads, each on its own
 /// schedule (a late scrape does not push the next ones back).
-fn scrape_load(agent: &Arc<Agent>, rate: usize, length: Duration, threads: usize) -> Load {
+fn scrape_load(agent: &Agent, rate: usize, length: Duration, threads: usize) -> Load {
     let per_thread = Duration::from_secs_f64(threads as f64 / rate as f64);
     let count = (length.as_secs_f64() * rate as f64 / threads as f64) as usize;
     let started = Instant::now();
     let handles: Vec<_> = (0..threads)
         .map(|t| {
-            let agent = Arc::clone(agent);
+            let endpoint = agent.endpoint();
             std::thread::spawn(move || {
                 // Threads offset from each other so scrapes are evenly spread.
                 let offset = per_thread.mul_f64(t as f64 / threads as f64);
@@ -97,7 +96,7 @@ fn scrape_load(agent: &Arc<Agent>, rate: usize, length: Duration, threads: usize
                     if let Some(wait) = due.checked_duration_since(Instant::now()) {
                         std::thread::sleep(wait);
                     }
-                    match agent.get("/metrics") {
+                    match endpoint.get("/metrics") {
                         Ok((200, body, took)) if reported(&body) > 0 => latencies.push(took),
                         _ => errors += 1,
                     }
@@ -133,11 +132,11 @@ fn run() {
     println!("made {pods} pods in {:.1} s", t.elapsed().as_secs_f64());
 
     let binary = Path::new(env!("CARGO_BIN_EXE_netshim"));
-    let agent = Arc::new(Agent::start(binary, "netshim-scale", |port| {
+    let agent = Agent::start(binary, "netshim-scale", |port| {
         format!(
             "receivers:\n  netns:\n    collection_interval: 1s\nresolvers:\n  interfaces:\nexporters:\n  prometheus:\n    endpoint: 127.0.0.1:{port}\nservice:\n  pipelines:\n    metrics:\n      receivers: [netns]\n      resolvers: [interfaces]\n      exporters: [prometheus]\n"
         )
-    }));
+    });
     let first = converge(&agent, pods);
     println!(
         "agent reported all {pods} pods {:.2} s after start",

@@ -58,6 +58,8 @@ enum Format {
 }
 
 fn main() -> ExitCode {
+    // Before any thread exists.
+    sys::memory::limit_arenas();
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Run) {
         Command::Components => {

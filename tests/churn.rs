@@ -37,7 +37,7 @@ fn reported(metrics: &str) -> Vec<String> {
 #[test]
 fn a_thousand_pods_come_and_go_in_bursts_while_scraped() {
     let mut farm = PodFarm::new(PREFIX);
-    let agent = Arc::new(Agent::start(
+    let agent = Agent::start(
         Path::new(env!("CARGO_BIN_EXE_netshim")),
         "nst-churn",
         |port| {
@@ -45,7 +45,7 @@ fn a_thousand_pods_come_and_go_in_bursts_while_scraped() {
                 "receivers:\n  netns:\n    collection_interval: 2s\nresolvers:\n  interfaces:\nexporters:\n  prometheus:\n    endpoint: 127.0.0.1:{port}\nservice:\n  pipelines:\n    metrics:\n      receivers: [netns]\n      resolvers: [interfaces]\n      exporters: [prometheus]\n"
             )
         },
-    ));
+    );
     assert!(
         agent
             .wait_for(Duration::from_secs(10), |m| sample(
@@ -60,12 +60,13 @@ fn a_thousand_pods_come_and_go_in_bursts_while_scraped() {
     let stop = Arc::new(AtomicBool::new(false));
     let scrapes = Arc::new(AtomicUsize::new(0));
     let scraper = {
-        let (agent, stop, scrapes) = (Arc::clone(&agent), Arc::clone(&stop), Arc::clone(&scrapes));
+        // Only the endpoint: if the test fails, the agent must still be dropped (and stopped).
+        let (endpoint, stop, scrapes) = (agent.endpoint(), Arc::clone(&stop), Arc::clone(&scrapes));
         std::thread::spawn(move || {
             let mut failures = Vec::new();
             let mut slowest = Duration::ZERO;
             while !stop.load(Ordering::Relaxed) {
-                match agent.get("/metrics") {
+                match endpoint.get("/metrics") {
                     Ok((200, body, took)) if body.contains("netshim_cycles_total") => {
                         slowest = slowest.max(took);
                     }

@@ -269,6 +269,9 @@ async fn pipeline_loop(
             }
         });
         futures::future::join_all(exports).await;
+        drop(snapshot);
+        // The cycle's garbage (the previous snapshot, the dumps) is free now: give it back.
+        let _ = tokio::task::spawn_blocking(crate::sys::memory::release_free_memory).await;
     }
 }
 

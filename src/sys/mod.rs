@@ -2,5 +2,6 @@
 //! enters a namespace to open a socket there, and a thin synchronous rtnetlink layer.
 
 pub mod limits;
+pub mod memory;
 pub mod netlink;
 pub mod netns;

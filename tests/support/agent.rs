@@ -14,7 +14,34 @@ pub struct Agent {
     pub port: u16,
     pub dir: PathBuf,
     child: Child,
+    http: Endpoint,
+}
+
+/// The agent's HTTP endpoint, for threads that scrape while the test goes on. Holds no part of
+/// the process: when the test fails, the `Agent` it owns is dropped (and killed) whatever
+/// scraping threads are still running.
+#[derive(Clone)]
+pub struct Endpoint {
+    port: u16,
     http: ureq::Agent,
+}
+
+impl Endpoint {
+    /// One GET of `path`: (status, body, time taken), or the transport error.
+    pub fn get(&self, path: &str) -> Result<(u16, String, Duration), String> {
+        let started = Instant::now();
+        let mut resp = self
+            .http
+            .get(&format!("http://127.0.0.1:{}{path}", self.port))
+            .call()
+            .map_err(|e| e.to_string())?;
+        let mut body = String::new();
+        resp.body_mut()
+            .as_reader()
+            .read_to_string(&mut body)
+            .map_err(|e| e.to_string())?;
+        Ok((resp.status().as_u16(), body, started.elapsed()))
+    }
 }
 
 impl Agent {
@@ -45,7 +72,7 @@ impl Agent {
             port,
             dir,
             child,
-            http,
+            http: Endpoint { port, http },
         }
     }
 
@@ -55,18 +82,12 @@ impl Agent {
 
     /// One GET of `path`: (status, body, time taken), or the transport error.
     pub fn get(&self, path: &str) -> Result<(u16, String, Duration), String> {
-        let started = Instant::now();
-        let mut resp = self
-            .http
-            .get(&format!("http://127.0.0.1:{}{path}", self.port))
-            .call()
-            .map_err(|e| e.to_string())?;
-        let mut body = String::new();
-        resp.body_mut()
-            .as_reader()
-            .read_to_string(&mut body)
-            .map_err(|e| e.to_string())?;
-        Ok((resp.status().as_u16(), body, started.elapsed()))
+        self.http.get(path)
+    }
+
+    /// A handle for scraping from other threads.
+    pub fn endpoint(&self) -> Endpoint {
+        self.http.clone()
     }
 
     /// `/metrics`, or "" when it cannot be had.
