@@ -27,6 +27,9 @@ const DEBOUNCE: Duration = Duration::from_millis(50);
 /// After an event, how long to wait for the rest of its burst before scanning.
 const EVENT_SETTLE: Duration = Duration::from_millis(50);
 
+/// Free heap memory beyond this is handed back to the kernel after a cycle.
+const TRIM_OVER: usize = 2 << 20;
+
 /// How long each exporter may take to flush at shutdown.
 const SHUTDOWN_LIMIT: Duration = Duration::from_secs(10);
 
@@ -270,8 +273,10 @@ async fn pipeline_loop(
         });
         futures::future::join_all(exports).await;
         drop(snapshot);
-        // The cycle's garbage (the previous snapshot, the dumps) is free now: give it back.
-        let _ = tokio::task::spawn_blocking(crate::sys::memory::release_free_memory).await;
+        // Free memory (earlier snapshots, dumps, renders) goes back to the kernel once there is
+        // enough of it to matter.
+        let _ = tokio::task::spawn_blocking(|| crate::sys::memory::release_free_memory(TRIM_OVER))
+            .await;
     }
 }
 

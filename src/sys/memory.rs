@@ -19,13 +19,23 @@ pub fn limit_arenas() {
     }
 }
 
-/// Returns free heap memory to the kernel (glibc's `malloc_trim`); how long it took is a few
-/// hundred microseconds for a heap of tens of MiB.
-pub fn release_free_memory() {
+/// Returns free heap memory to the kernel (glibc's `malloc_trim`) when more than `over` bytes
+/// of it are held: trimming a few pages every cycle would only cost page faults to take them
+/// back. Returns whether it trimmed.
+pub fn release_free_memory(over: usize) -> bool {
     #[cfg(target_env = "gnu")]
-    // SAFETY: malloc_trim only walks the allocator's own free lists and madvises free pages;
-    // it is thread-safe (it takes each arena's lock).
-    unsafe {
-        libc::malloc_trim(0);
+    {
+        // SAFETY: mallinfo2 only reads the allocator's statistics (taking each arena's lock).
+        let free = unsafe { libc::mallinfo2() }.fordblks;
+        if free > over {
+            // SAFETY: malloc_trim only walks the allocator's own free lists and madvises free
+            // pages; it is thread-safe (it takes each arena's lock).
+            unsafe {
+                libc::malloc_trim(0);
+            }
+            return true;
+        }
     }
+    let _ = over;
+    false
 }

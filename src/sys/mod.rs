@@ -3,5 +3,6 @@
 
 pub mod limits;
 pub mod memory;
+pub mod mounts;
 pub mod netlink;
 pub mod netns;

@@ -4,7 +4,7 @@
 mod cgroup;
 mod scan;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -17,7 +17,7 @@ use crate::model::Sandbox;
 use crate::sys::netns::own_netns_key;
 
 use super::{Receiver, ReceiverError};
-use scan::{ScanPlan, UidCache, scan};
+use scan::{ScanCache, ScanPlan, scan};
 
 pub const TYPE: &str = "netns";
 
@@ -83,7 +83,7 @@ fn build(
 
 pub struct NetnsReceiver {
     config: Arc<Config>,
-    uids: Arc<Mutex<UidCache>>,
+    uids: Arc<Mutex<ScanCache>>,
 }
 
 impl NetnsReceiver {
@@ -100,7 +100,7 @@ impl NetnsReceiver {
     }
 }
 
-fn scan_with(config: &Config, uids: &Mutex<UidCache>) -> Result<Vec<Sandbox>, ReceiverError> {
+fn scan_with(config: &Config, uids: &Mutex<ScanCache>) -> Result<Vec<Sandbox>, ReceiverError> {
     let host = own_netns_key().map_err(|e| {
         ReceiverError::Scan(format!(
             "cannot identify the agent's own network namespace: {e}"
@@ -109,6 +109,8 @@ fn scan_with(config: &Config, uids: &Mutex<UidCache>) -> Result<Vec<Sandbox>, Re
     let plan = ScanPlan {
         folders: &config.paths,
         proc_root: config.scan_proc.then_some(config.proc_path.as_path()),
+        // The agent's own mount table, whatever `proc_path` says (that is the host's /proc).
+        proc_mounts: Some(Path::new("/proc")),
         host,
     };
     // A poisoned lock only means an earlier scan panicked mid-update; the cache is still a

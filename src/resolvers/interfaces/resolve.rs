@@ -42,7 +42,26 @@ impl NetnsHandle {
     /// stats dump; the full link and address dumps run only when the namespace notified a
     /// change (or the stats name other links). Returns whether a full dump ran.
     fn refresh(&mut self, config: &Config) -> Result<bool, NetlinkError> {
-        if let Some(links) = self.links.as_mut() {
+        if let Some(links) = self.links.as_mut()
+            && links.interfaces.len() <= SINGLE_GETS_UP_TO
+        {
+            // One small request per reported interface. A link that went, or any change the
+            // namespace notified (a link added, renamed, an address), makes a full dump.
+            let mut all_there = true;
+            for iface in &mut links.interfaces {
+                match self.socket.link_stats(iface.ifindex)? {
+                    Some(counters) => iface.counters = counters,
+                    None => all_there = false,
+                }
+            }
+            if links.interfaces.is_empty() {
+                // No answer was read, so no notification with it: look for them.
+                self.socket.drain_notifications()?;
+            }
+            if all_there && !self.socket.take_changed() {
+                return Ok(false);
+            }
+        } else if let Some(links) = self.links.as_mut() {
             let mut stats = self.socket.dump_stats()?;
             stats.sort_unstable_by_key(|(index, _)| *index);
             let same_links = stats
@@ -71,6 +90,10 @@ impl NetnsHandle {
         Ok(true)
     }
 }
+
+/// Up to this many reported interfaces, a namespace's counters are asked link by link; above,
+/// with one stats dump.
+const SINGLE_GETS_UP_TO: usize = 4;
 
 /// The host link a pod interface is paired with, keyed by (pod nsid, pod-side ifindex).
 type HostPeers = HashMap<(i32, u32), Peer>;
@@ -273,14 +296,16 @@ impl InterfaceMapper {
 
 /// Below this many namespaces a cycle's per-namespace work stays on one thread: starting
 /// threads would cost more than it saves.
-const PARALLEL_FROM: usize = 64;
+const PARALLEL_FROM: usize = 512;
 
 /// How many threads share `items` namespaces' work: one per core, at most 4.
 fn worker_threads(items: usize) -> usize {
     if items < PARALLEL_FROM {
         1
     } else {
-        std::thread::available_parallelism().map_or(1, |n| n.get().min(4))
+        // Asked once: the answer reads cgroup files, which is not free every cycle.
+        static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+        *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get().min(4)))
     }
 }
 
