@@ -50,36 +50,6 @@ const FD_SLACK: usize = 1;
 // Helpers
 // ---------------------------------------------------------------------------------------------
 
-/// A scratch folder, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("nsf-faults-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("make temp dir");
-        TempDir(dir)
-    }
-
-    fn path(&self, file: &str) -> PathBuf {
-        self.0.join(file)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// `GET url` → (status, body), with a 5 s limit.
 fn get(url: &str) -> Result<(u16, String), String> {
     let agent = ureq::Agent::config_builder()
@@ -436,7 +406,7 @@ fn logged(log: &str, words: &[&str]) -> bool {
 
 #[test]
 fn the_otlp_endpoint_refusing_then_answering_slowly_does_not_stall_the_agent() {
-    let dir = TempDir::new("otlp");
+    let dir = TempDir::new("nsf-faults-otlp");
     let folder = dir.path("netns");
     std::fs::create_dir_all(&folder).unwrap();
     let steady = Pod::new(&folder, "nsf-otlp-a", "lxcnsfotlpa");
@@ -885,7 +855,7 @@ service:
 #[test]
 fn sigterm_in_the_middle_of_cycles_exits_cleanly() {
     const PODS: usize = 200;
-    let dir = TempDir::new("sig");
+    let dir = TempDir::new("nsf-faults-sig");
     let folder = dir.path("netns");
     std::fs::create_dir_all(&folder).unwrap();
     // `nsfsig-NNNNN`, host ends `nsfsigNNNNN`, pod ends down (no traffic); removed on drop.

@@ -10,7 +10,7 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
-use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::net::{TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -44,28 +44,6 @@ fn venv() -> Option<PathBuf> {
             );
             None
         }
-    }
-}
-
-/// A scratch folder, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("nst-otlp-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("make temp dir");
-        TempDir(dir)
-    }
-
-    fn path(&self, file: &str) -> PathBuf {
-        self.0.join(file)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
@@ -145,14 +123,6 @@ fn nanos(t: SystemTime) -> u64 {
 }
 
 /// A port free on loopback now.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn exporter(protocol: Protocol, settings: Value) -> OtlpExporter {
     let path = match protocol {
         Protocol::Grpc => "exporters::otlp_grpc/test",
@@ -332,7 +302,7 @@ fn interface_count(pods: &[PodNetwork]) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpc_export_carries_pods_counters_and_mapping() {
     let Some(venv) = venv() else { return };
-    let dir = TempDir::new("grpc");
+    let dir = TempDir::new("nst-otlp-grpc");
     let a = Netns::new("nst-otlp-a");
     let b = Netns::new("nst-otlp-b");
     let c = Netns::new("nst-otlp-c");
@@ -500,7 +470,7 @@ async fn grpc_export_carries_pods_counters_and_mapping() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_export_with_and_without_gzip() {
     let Some(venv) = venv() else { return };
-    let dir = TempDir::new("http");
+    let dir = TempDir::new("nst-otlp-http");
     let ns = Netns::new("nst-otlp-h");
     let _l = veth("lxcnstotlph0", "eth0", &ns.name);
     let sink = Sink::start(&venv, &dir, "http", &["--http", "127.0.0.1:0"]);
@@ -548,7 +518,7 @@ async fn http_export_with_and_without_gzip() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retryable_failures_are_retried_and_permanent_ones_dropped() {
     let Some(venv) = venv() else { return };
-    let dir = TempDir::new("retry");
+    let dir = TempDir::new("nst-otlp-retry");
     let ns = Netns::new("nst-otlp-r");
     let _l = veth("lxcnstotlpr0", "eth0", &ns.name);
     let mut mapper = InterfaceMapper::new(InterfacesConfig::default());
@@ -631,7 +601,7 @@ async fn retryable_failures_are_retried_and_permanent_ones_dropped() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_with_a_private_ca_and_skip_verify() {
     let Some(venv) = venv() else { return };
-    let dir = TempDir::new("tls");
+    let dir = TempDir::new("nst-otlp-tls");
     let cert = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
         .expect("make a certificate");
     let (cert_file, key_file) = (dir.path("cert.pem"), dir.path("key.pem"));
@@ -777,7 +747,7 @@ impl Rotel {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rotel_receives_over_grpc_and_http_and_survives_an_outage() {
     let Some(venv) = venv() else { return };
-    let dir = TempDir::new("rotel");
+    let dir = TempDir::new("nst-otlp-rotel");
     let ns = Netns::new("nst-otlp-rot");
     let _l = veth("lxcnstotlprot0", "eth0", &ns.name);
     let mut mapper = InterfaceMapper::new(InterfacesConfig::default());
@@ -870,7 +840,7 @@ async fn rotel_receives_over_grpc_and_http_and_survives_an_outage() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_pushes_the_last_snapshot_and_is_bounded() {
     let Some(venv) = venv() else { return };
-    let dir = TempDir::new("shutdown");
+    let dir = TempDir::new("nst-otlp-shutdown");
     let ns = Netns::new("nst-otlp-s");
     let _l = veth("lxcnstotlps0", "eth0", &ns.name);
     let mut mapper = InterfaceMapper::new(InterfacesConfig::default());
@@ -947,7 +917,7 @@ async fn counting_relay(port: u16) -> (u16, Arc<std::sync::atomic::AtomicU64>) {
 async fn grpc_gzip_shrinks_what_goes_on_the_wire() {
     use std::sync::atomic::Ordering;
     let Some(venv) = venv() else { return };
-    let dir = TempDir::new("gzip");
+    let dir = TempDir::new("nst-otlp-gzip");
     let ns = Netns::new("nst-otlp-z");
     let _l0 = veth("lxcnstotlpz0", "eth0", &ns.name);
     let _l1 = veth("lxcnstotlpz1", "net1", &ns.name);
@@ -978,7 +948,7 @@ async fn grpc_gzip_shrinks_what_goes_on_the_wire() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_agent_pushes_pod_metrics_and_its_own_telemetry() {
     let Some(venv) = venv() else { return };
-    let dir = TempDir::new("agent");
+    let dir = TempDir::new("nst-otlp-agent");
     let sink = Sink::start(&venv, &dir, "sink", &["--grpc", "127.0.0.1:0"]);
     let ns = Netns::new("nst-otlp-agent");
     let _link = quiet_veth(&ns, "lxcnstotlpag0", 86);
@@ -1066,7 +1036,7 @@ service:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_pod_is_exported_within_a_second_or_so_with_a_30s_interval() {
     let Some(venv) = venv() else { return };
-    let dir = TempDir::new("fresh");
+    let dir = TempDir::new("nst-otlp-fresh");
     let sink = Sink::start(&venv, &dir, "sink", &["--grpc", "127.0.0.1:0"]);
     let stays = Netns::new("nst-otlp-stay");
     let _stays_link = quiet_veth(&stays, "lxcnstotlpst0", 88);

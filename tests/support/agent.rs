@@ -114,7 +114,7 @@ impl Agent {
             if cond(&self.metrics()) {
                 return Some(started.elapsed());
             }
-            std::thread::sleep(Duration::from_millis(50));
+            std::thread::sleep(Duration::from_millis(20));
         }
         None
     }
