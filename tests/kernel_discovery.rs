@@ -5,6 +5,7 @@ mod support;
 
 use std::io::{BufRead, BufReader};
 use std::net::UdpSocket;
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -533,4 +534,58 @@ fn a_namespace_deleted_between_its_opening_and_its_reading_is_reported_once_then
         wait_until(Duration::from_secs(15), || !host_link_exists("lxcnstmid1")),
         "the deleted namespace was released: its veth is gone"
     );
+}
+
+/// One receiver across scans, as the agent runs it: a folder's listing is reused until the
+/// folder or the mount table changes, so namespaces mounted and unmounted between scans must
+/// still show and go at once, and a symlink whose process died must go too.
+#[test]
+fn namespaces_come_and_go_between_scans_of_one_receiver() {
+    let dir = TempDir::new("nst-scancache");
+    let folder = dir.path("netns");
+    std::fs::create_dir_all(&folder).unwrap();
+    let receiver = NetnsReceiver::new(NetnsConfig {
+        paths: vec![PathBuf::from("/run/netns"), folder.clone()],
+        scan_proc: false,
+        ..NetnsConfig::default()
+    });
+    let inodes = || -> Vec<u64> {
+        receiver
+            .scan_blocking()
+            .expect("scan")
+            .iter()
+            .filter_map(|s| s.netns.as_ref().map(|n| n.inode))
+            .collect()
+    };
+    let a = Netns::new("nst-scancache-a");
+    let a_ino = inode("/run/netns/nst-scancache-a");
+    assert!(inodes().contains(&a_ino));
+    // Scanned again with nothing changed: the listing is reused, and still right.
+    assert!(inodes().contains(&a_ino));
+
+    let mut b = Netns::new("nst-scancache-b");
+    let b_ino = inode("/run/netns/nst-scancache-b");
+    let found = inodes();
+    assert!(
+        found.contains(&a_ino) && found.contains(&b_ino),
+        "a new mount is seen"
+    );
+    b.delete();
+    assert!(
+        !inodes().contains(&b_ino),
+        "an unmounted namespace is gone at once"
+    );
+
+    // A symlink to a process's namespace: no mount changes when the process exits.
+    let holder = process_with_own_netns();
+    let proc_path = format!("/proc/{}/ns/net", holder.pid());
+    let held = inode(&proc_path);
+    std::os::unix::fs::symlink(&proc_path, folder.join("held")).unwrap();
+    assert!(inodes().contains(&held), "found through the symlink");
+    drop(holder); // killed and reaped
+    assert!(
+        !inodes().contains(&held),
+        "the symlink's namespace is gone on the next scan once its process is"
+    );
+    drop(a);
 }

@@ -47,20 +47,29 @@ pub struct ScanCache {
 
 /// A folder's namespaces as last listed.
 struct FolderListing {
-    /// The folder's (mtime, ctime, inode) then: entries added or removed change it.
-    stamp: (i64, i64, i64, i64, u64),
-    found: Vec<(NetnsKey, PathBuf)>,
+    stamp: FolderStamp,
+    /// Bind mounts: a change to them is a mount-table change.
+    mounted: Vec<(NetnsKey, PathBuf)>,
+    /// Symlinks (say, to `/proc/PID/ns/net`): their target can go without any mount change,
+    /// so they are followed again every scan.
+    links: Vec<PathBuf>,
 }
 
-fn folder_stamp(folder: &Path) -> Option<(i64, i64, i64, i64, u64)> {
-    let m = std::fs::metadata(folder).ok()?;
-    Some((
-        m.mtime(),
-        m.mtime_nsec(),
-        m.ctime(),
-        m.ctime_nsec(),
-        m.ino(),
-    ))
+/// What changes when entries are added to or removed from a folder.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct FolderStamp {
+    mtime: (i64, i64),
+    inode: u64,
+}
+
+impl FolderStamp {
+    fn of(folder: &Path) -> Option<Self> {
+        let m = std::fs::metadata(folder).ok()?;
+        Some(FolderStamp {
+            mtime: (m.mtime(), m.mtime_nsec()),
+            inode: m.ino(),
+        })
+    }
 }
 
 /// Scans for every network namespace other than the host's, deduplicated by (device, inode).
@@ -88,20 +97,30 @@ pub fn scan(plan: &ScanPlan<'_>, cache: &mut ScanCache) -> Vec<Sandbox> {
         if folders_seen.contains(&real) {
             continue;
         }
-        let stamp = folder_stamp(&real);
-        let listing = match cache.folders.get(&real) {
-            Some(l) if !full && stamp.is_some() && Some(l.stamp) == stamp => l,
+        let stamp = FolderStamp::of(&real);
+        let listing = match (cache.folders.get(&real), stamp) {
+            (Some(l), Some(stamp)) if !full && l.stamp == stamp => l,
             _ => {
-                let listing = FolderListing {
-                    stamp: stamp.unwrap_or_default(),
-                    found: scan_folder(folder, plan.host),
-                };
+                let listing = list_folder(folder, stamp);
                 cache.folders.insert(real.clone(), listing);
                 &cache.folders[&real]
             }
         };
-        for (key, path) in &listing.found {
-            found.entry(*key).or_insert(Found {
+        let links = listing
+            .links
+            .iter()
+            .filter_map(|path| match stat_key(path) {
+                Ok(key) => Some((key, path)),
+                Err(e) => {
+                    debug!(path = %path.display(), error = %e, "netns link not readable, skipped");
+                    None
+                }
+            });
+        for (key, path) in listing.mounted.iter().map(|(k, p)| (*k, p)).chain(links) {
+            if key == plan.host || key.dev != plan.host.dev {
+                continue;
+            }
+            found.entry(key).or_insert(Found {
                 path: path.clone(),
                 pid: None,
             });
@@ -154,42 +173,48 @@ pub fn scan(plan: &ScanPlan<'_>, cache: &mut ScanCache) -> Vec<Sandbox> {
     sandboxes
 }
 
-/// The namespaces bind-mounted (or symlinked) in `folder`, in listing order.
-fn scan_folder(folder: &Path, host: NetnsKey) -> Vec<(NetnsKey, PathBuf)> {
-    let mut found = Vec::new();
+/// What `folder` holds, in listing order: the bind mounts with their keys, and the symlinks.
+fn list_folder(folder: &Path, stamp: Option<FolderStamp>) -> FolderListing {
+    let mut listing = FolderListing {
+        // No stamp: listed again next scan (the cached stamp never matches a missing one).
+        stamp: stamp.unwrap_or(FolderStamp {
+            mtime: (0, 0),
+            inode: 0,
+        }),
+        mounted: Vec::new(),
+        links: Vec::new(),
+    };
     let entries = match std::fs::read_dir(folder) {
         Ok(entries) => entries,
         Err(e) => {
             debug!(folder = %folder.display(), error = %e, "netns folder not readable, skipped");
-            return found;
+            return listing;
         }
     };
     for entry in entries.flatten() {
         let path = entry.path();
-        // A bind mount is statted relative to the open folder (no walk of the folder's path);
-        // a symlink is followed.
-        let key = match entry.file_type() {
-            Ok(t) if !t.is_symlink() => entry.metadata().map(|m| NetnsKey {
-                dev: m.dev(),
-                inode: m.ino(),
-            }),
-            _ => stat_key(&path),
-        };
-        let key = match key {
-            Ok(key) => key,
-            Err(e) => {
-                debug!(path = %path.display(), error = %e, "netns entry not readable, skipped");
-                continue;
-            }
-        };
-        // Every namespace file lives on the one nsfs device; anything else in the folder (an
-        // empty file left by a failed `ip netns add`, say) is not a namespace.
-        if key == host || key.dev != host.dev {
+        if entry.file_type().is_ok_and(|t| t.is_symlink()) {
+            listing.links.push(path);
             continue;
         }
-        found.push((key, path));
+        // Statted relative to the open folder (no walk of the folder's path); a mount on the
+        // entry is crossed.
+        match entry.metadata() {
+            // Every namespace file lives on the one nsfs device; anything else in the folder
+            // (an empty file left by a failed `ip netns add`, say) is filtered out by the caller.
+            Ok(m) => listing.mounted.push((
+                NetnsKey {
+                    dev: m.dev(),
+                    inode: m.ino(),
+                },
+                path,
+            )),
+            Err(e) => {
+                debug!(path = %path.display(), error = %e, "netns entry not readable, skipped")
+            }
+        }
     }
-    found
+    listing
 }
 
 fn scan_proc(proc_root: &Path, host: NetnsKey, found: &mut HashMap<NetnsKey, Found>) {
