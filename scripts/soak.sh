@@ -270,6 +270,8 @@ if [ -n "$(our_namespaces)$(our_links)" ]; then
 fi
 
 echo "building the release binary"
+# The commit the binary is built from (the tree may move on during the soak).
+BUILT_FROM="$(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD -- src Cargo.toml Cargo.lock 2>/dev/null || echo ' (with uncommitted changes)')"
 cargo build --release
 # Run a private copy: a concurrent build must not replace the binary under the soak.
 cp "${CARGO_TARGET_DIR:-target}/release/netshim" "$TMP/netshim"
@@ -376,7 +378,7 @@ hist_quantile() { # q
 }
 
 {
-  echo "netshim soak, $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, kernel $(uname -r), $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD 2>/dev/null || echo ' (dirty tree)')"
+  echo "netshim soak, $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, kernel $(uname -r), built from $BUILT_FROM"
   awk -F, -v minutes="$MINUTES" -v pods="$PODS" -v churns="$churns" -v created="$CREATED" \
     -v deleted="$DELETED" -v failures="$CREATE_FAILURES" -v per="$CHURN" -v ready="$ready" -v mismapped="$MISMAPPED" '
     function pct(sorted, k, p,   i) { i = int(p * k + 0.999999); if (i < 1) i = 1; return sorted[i] }
