@@ -98,9 +98,10 @@ impl CriReceiver {
         loop {
             let started = tokio::time::Instant::now();
             let end = self.follow_events_once(changed).await;
-            // A stream that ran for a while was healthy: start the backoff over.
+            // A stream that ran for a while was healthy: start the backoff (and the log) over.
             if started.elapsed() > cap {
                 retry = FIRST_RETRY;
+                said_failed = false;
             }
             let wait = match end {
                 StreamEnd::Unsupported(e) => {
@@ -128,9 +129,6 @@ impl CriReceiver {
                     retry
                 }
             };
-            if started.elapsed() > cap {
-                said_failed = false;
-            }
             tokio::time::sleep(wait).await;
             retry = (retry * 2).min(cap);
         }
