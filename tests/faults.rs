@@ -20,10 +20,9 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
@@ -31,6 +30,7 @@ use std::time::{Duration, Instant};
 
 use support::agent::Agent;
 use support::containerd::{Cni, Containerd, assets};
+use support::otlp_sink::{Sink, venv};
 use support::pods::PodFarm;
 use support::*;
 
@@ -348,57 +348,6 @@ impl Drop for SilentPeer {
     }
 }
 
-/// The recording OTLP sink of tests/otlp.rs, on given ports; killed by pid on drop.
-struct Sink {
-    _process: Process,
-    out: PathBuf,
-}
-
-impl Sink {
-    fn start(venv: &Path, dir: &TempDir, grpc_port: u16, http_port: u16) -> Sink {
-        let out = dir.path("sink.jsonl");
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/otlp/otlp_sink.py");
-        let child = Command::new(venv.join("bin/python"))
-            .arg(script)
-            .env("GRPC_VERBOSITY", "NONE")
-            .arg("--out")
-            .arg(&out)
-            .args(["--grpc", &format!("127.0.0.1:{grpc_port}")])
-            .args(["--http", &format!("127.0.0.1:{http_port}")])
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start the sink");
-        let mut process = Process { child };
-        let mut line = String::new();
-        BufReader::new(process.child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .expect("the sink's ready line");
-        assert!(
-            line.contains(&format!("grpc={grpc_port}"))
-                && line.contains(&format!("http={http_port}")),
-            "the sink did not listen where asked: {line:?}"
-        );
-        Sink {
-            _process: process,
-            out,
-        }
-    }
-
-    /// Whether a point of the pod whose namespace path ends in `netns` arrived over `transport`.
-    fn has(&self, transport: &str, netns: &str) -> bool {
-        std::fs::read_to_string(&self.out)
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .any(|r| {
-                r["transport"] == transport
-                    && r["resource"]["netshim.netns.path"]
-                        .as_str()
-                        .is_some_and(|p| p.ends_with(netns))
-            })
-    }
-}
-
 /// Whether a log line mentions every one of `words`.
 fn logged(log: &str, words: &[&str]) -> bool {
     log.lines().any(|l| words.iter().all(|w| l.contains(w)))
@@ -587,10 +536,19 @@ service:
     drop(http_peer);
 
     // Phase 3, when the venv is there: a collector that answers gets the data on both.
-    match std::env::var_os("NETSHIM_OTLP_VENV") {
-        None => eprintln!("SKIPPED the answering-sink step: NETSHIM_OTLP_VENV not set"),
+    match venv() {
+        None => eprintln!("SKIPPED the answering-sink step"),
         Some(venv) => {
-            let sink = Sink::start(Path::new(&venv), &dir, grpc_port, http_port);
+            let (grpc, http) = (
+                format!("127.0.0.1:{grpc_port}"),
+                format!("127.0.0.1:{http_port}"),
+            );
+            let sink = Sink::start(&venv, &dir, "sink", &["--grpc", &grpc, "--http", &http]);
+            assert_eq!(
+                (sink.grpc_port, sink.http_port),
+                (grpc_port, http_port),
+                "the sink listens where asked"
+            );
             let delivered = time_until(Duration::from_secs(15), || {
                 scraper.metrics();
                 sink.has("grpc", "/nsf-otlp-a") && sink.has("http", "/nsf-otlp-a")

@@ -292,4 +292,5 @@ pub mod agent;
 pub mod containerd;
 pub mod fake_cri;
 pub mod fake_kube;
+pub mod otlp_sink;
 pub mod pods;
