@@ -28,7 +28,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use support::agent::Agent;
+use support::agent::{Agent, sample_with};
 use support::containerd::{Cni, Containerd, assets};
 use support::otlp_sink::{Sink, venv};
 use support::pods::PodFarm;
@@ -67,17 +67,6 @@ fn get(url: &str) -> Result<(u16, String), String> {
     Ok((status, body))
 }
 
-/// The value of the first sample of `name` whose line contains every one of `labels`.
-fn sample(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
-    text.lines()
-        .filter(|l| {
-            l.strip_prefix(name)
-                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
-        })
-        .find(|l| labels.iter().all(|m| l.contains(m)))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-}
-
 /// The value of label `key` on the first line containing `marker` and that label.
 fn label_value(text: &str, marker: &str, key: &str) -> Option<String> {
     let key = format!("{key}=\"");
@@ -87,20 +76,6 @@ fn label_value(text: &str, marker: &str, key: &str) -> Option<String> {
     let start = line.find(&key)? + key.len();
     let len = line[start..].find('"')?;
     Some(line[start..start + len].to_string())
-}
-
-/// Polls every 20 ms; how long `cond` took to hold, `None` when it did not within `limit`.
-fn time_until(limit: Duration, mut cond: impl FnMut() -> bool) -> Option<Duration> {
-    let start = Instant::now();
-    loop {
-        if cond() {
-            return Some(start.elapsed());
-        }
-        if start.elapsed() > limit {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// A number in `lo..=hi` from the standard library's per-process random hash keys.
@@ -421,9 +396,9 @@ service:
         log_tail(&agent)
     );
     let health = |path: &str| get(&format!("http://127.0.0.1:{health_port}{path}"));
-    let cycles = |text: &str| sample(text, "netshim_cycles_total", &[]).unwrap_or(0.0);
+    let cycles = |text: &str| sample_with(text, "netshim_cycles_total", &[]).unwrap_or(0.0);
     let direct_errors = |text: &str| {
-        sample(
+        sample_with(
             text,
             "netshim_errors_total",
             &["stage=\"exporter\"", "component=\"otlp_http/direct\""],
@@ -463,16 +438,16 @@ service:
     // …and show on /metrics as its retries and queued (or dropped) snapshots.
     let queued = ["exporter=\"otlp_grpc/queued\""];
     assert!(
-        sample(&text, "netshim_exporter_retries_total", &queued).unwrap_or(0.0) >= 1.0,
+        sample_with(&text, "netshim_exporter_retries_total", &queued).unwrap_or(0.0) >= 1.0,
         "the queued exporter's retries are on /metrics:\n{text}"
     );
     assert_eq!(
-        sample(&text, "netshim_exporter_sent_batches_total", &queued),
+        sample_with(&text, "netshim_exporter_sent_batches_total", &queued),
         Some(0.0)
     );
     assert!(
-        sample(&text, "netshim_exporter_queue_length", &queued).unwrap_or(0.0) >= 1.0
-            || sample(&text, "netshim_exporter_dropped_batches_total", &queued).unwrap_or(0.0)
+        sample_with(&text, "netshim_exporter_queue_length", &queued).unwrap_or(0.0) >= 1.0
+            || sample_with(&text, "netshim_exporter_dropped_batches_total", &queued).unwrap_or(0.0)
                 >= 1.0,
         "snapshots wait in the queue or are dropped:\n{text}"
     );
@@ -710,7 +685,7 @@ service:
     );
     let fds_down = open_fds(&agent);
     let receiver_errors = |text: &str| {
-        sample(
+        sample_with(
             text,
             "netshim_errors_total",
             &["stage=\"receiver\"", "component=\"cri\""],
@@ -854,7 +829,7 @@ service:
         let mut first = String::new();
         let first_cycle = time_until(Duration::from_secs(30), || {
             first = agent.metrics();
-            sample(&first, "netshim_cycles_total", &[]).is_some_and(|n| n >= 1.0)
+            sample_with(&first, "netshim_cycles_total", &[]).is_some_and(|n| n >= 1.0)
         })
         .unwrap_or_else(|| {
             panic!(
@@ -863,13 +838,13 @@ service:
             )
         });
         assert_eq!(
-            sample(&first, "netshim_pods", &[]),
+            sample_with(&first, "netshim_pods", &[]),
             Some(PODS as f64),
             "run {run}: the first cycle saw every pod"
         );
         let wait = Duration::from_millis(random_between(50, 600));
         std::thread::sleep(wait);
-        let cycles = sample(&agent.metrics(), "netshim_cycles_total", &[]).unwrap_or(0.0);
+        let cycles = sample_with(&agent.metrics(), "netshim_cycles_total", &[]).unwrap_or(0.0);
         let took = stop_cleanly(&mut agent, Duration::from_secs(10));
         eprintln!(
             "run {run}: first cycle after {first_cycle:?}, SIGTERM {wait:?} later (about \

@@ -11,6 +11,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use support::agent::sample_with;
 use support::*;
 
 struct Http {
@@ -97,13 +98,6 @@ fn run_agent(config: &str, dir: &Path) -> Process {
     Process { child }
 }
 
-fn sample_value(text: &str, name: &str, must_contain: &[&str]) -> Option<f64> {
-    text.lines()
-        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with('{'))
-        .find(|l| must_contain.iter().all(|m| l.contains(m)))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-}
-
 #[test]
 fn metrics_pass_promtool_and_a_real_prometheus_scrapes_them() {
     let (ns, _link) = pod_with_traffic("nst-prom-a", "lxcnstprom0", 93, 4, 200);
@@ -148,7 +142,7 @@ fn metrics_pass_promtool_and_a_real_prometheus_scrapes_them() {
             .starts_with("text/plain; version=0.0.4")
     );
     let text = r.text();
-    let rx = sample_value(
+    let rx = sample_with(
         &text,
         "netshim_pod_network_receive_bytes_total",
         &[netns_label],
@@ -160,14 +154,14 @@ fn metrics_pass_promtool_and_a_real_prometheus_scrapes_them() {
         "pod rx = host end tx"
     );
     assert_eq!(rx as u64, 4 * (42 + 200));
-    let rxp = sample_value(
+    let rxp = sample_with(
         &text,
         "netshim_pod_network_receive_packets_total",
         &[netns_label],
     )
     .unwrap();
     assert_eq!(rxp as u64, 4);
-    let tx = sample_value(
+    let tx = sample_with(
         &text,
         "netshim_pod_network_transmit_bytes_total",
         &[netns_label],
@@ -176,7 +170,7 @@ fn metrics_pass_promtool_and_a_real_prometheus_scrapes_them() {
     assert_eq!(tx as u64, host_counter("lxcnstprom0", "rx_bytes"));
     assert!(text.contains("host_interface=\"lxcnstprom0\""));
     assert!(text.contains("netshim_build_info{version="));
-    assert!(sample_value(&text, "netshim_cycles_total", &[]).is_none_or(|v| v >= 1.0));
+    assert!(sample_with(&text, "netshim_cycles_total", &[]).is_some_and(|v| v >= 1.0));
 
     // promtool lint, and no duplicate series (promtool does not catch those).
     let mut promtool = Command::new("promtool")

@@ -252,19 +252,21 @@ impl Drop for Agent {
     }
 }
 
-/// The value of the first sample of `name` with no labels, or with labels (`name{…} v`).
+/// The value of the first sample of `name`, with or without labels (`name{…} v`).
 pub fn sample(text: &str, name: &str) -> Option<f64> {
-    text.lines().find_map(|l| {
-        let rest = l.strip_prefix(name)?;
-        let value = if let Some(r) = rest.strip_prefix(' ') {
-            r
-        } else if rest.starts_with('{') {
-            rest.rsplit_once(' ')?.1
-        } else {
-            return None;
-        };
-        value.trim().parse().ok()
-    })
+    sample_with(text, name, &[])
+}
+
+/// The value of the first sample of `name` whose line contains every one of `labels`
+/// (`exporter="otlp_grpc"`, say).
+pub fn sample_with(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    text.lines()
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+        })
+        .find(|l| labels.iter().all(|m| l.contains(m)))
+        .and_then(|l| l.rsplit(' ').next()?.trim().parse().ok())
 }
 
 fn status_kib(pid: u32, key: &str) -> u64 {

@@ -49,17 +49,22 @@ pub fn host_counter(name: &str, counter: &str) -> u64 {
     text.trim().parse().expect("counter is a number")
 }
 
-/// Polls `cond` every 50 ms until it holds or `timeout` passes.
-pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+/// Polls `cond` every 20 ms until it holds or `timeout` passes.
+pub fn wait_until(timeout: Duration, cond: impl FnMut() -> bool) -> bool {
+    time_until(timeout, cond).is_some()
+}
+
+/// Polls `cond` every 20 ms; how long it took to hold, `None` when it did not within `limit`.
+pub fn time_until(limit: Duration, mut cond: impl FnMut() -> bool) -> Option<Duration> {
     let start = Instant::now();
     loop {
         if cond() {
-            return true;
+            return Some(start.elapsed());
         }
-        if start.elapsed() > timeout {
-            return false;
+        if start.elapsed() > limit {
+            return None;
         }
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
