@@ -339,8 +339,8 @@ async fn a_containerd_restart_is_survived() {
 
 /// Debian's containerd 1.6 has no container event stream (1.7 added it): the subscription must
 /// end at once as "unsupported", so the agent falls back to its other triggers instead of
-/// retrying in a loop. (The stream itself is exercised against a fake runtime in
-/// `tests/cri_events.rs`, since no runtime here offers it.)
+/// retrying in a loop. (The stream itself is exercised against the real 1.7 and 2.x in
+/// `tests/cri_runtimes.rs`, and against a fake runtime in `tests/cri_events.rs`.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn container_events_unsupported_by_containerd_1_6_are_recognised() {
     use netshim::receivers::cri::events::StreamEnd;

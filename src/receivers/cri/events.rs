@@ -5,7 +5,15 @@
 //!
 //! Runtimes without the stream (containerd 1.6 answers `Unimplemented` or "not implemented") are
 //! asked again only rarely: the periodic list, the host link events and the netns folder events
-//! still keep pods fresh.
+//! still keep pods fresh (but a new sandbox's veth appears before the runtime lists it ready, so
+//! on 1.6 a new pod waits for the interval).
+//!
+//! What the versions send for a sandbox (tests/cri_runtimes.rs): containerd 1.7 CREATED, STARTED,
+//! STOPPED with the sandbox's status and DELETED without it, from one queue that all subscribers
+//! read (each event reaches one of them; a subscriber that went away still takes one); 2.x the
+//! same four, each with status, to every subscriber. Events are only a trigger: what a scan
+//! lists decides, so a missing status changes nothing, and a missed event only leaves the change
+//! to the next trigger or the interval.
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -68,6 +76,9 @@ impl CriReceiver {
                         id = %event.container_id,
                         kind = ContainerEventType::try_from(event.container_event_type)
                             .map_or("unknown", |k| k.as_str_name()),
+                        // containerd 1.7 sends DELETED without it; nothing here needs it: any
+                        // event makes a scan, and the scan's list says what is gone.
+                        with_status = event.pod_sandbox_status.is_some(),
                         "container event"
                     );
                     changed();
@@ -91,6 +102,10 @@ impl CriReceiver {
     /// Follows the events for as long as the task runs: reconnects with backoff after a break,
     /// and asks a runtime without the stream again every few minutes.
     pub(super) async fn follow_events_forever(&self, changed: &(dyn Fn() + Send + Sync)) {
+        if !self.config.container_events {
+            debug!("container events turned off (container_events: false)");
+            return std::future::pending().await;
+        }
         let cap = self.config.collection_interval.max(FIRST_RETRY);
         let mut retry = FIRST_RETRY;
         let mut said_unsupported = false;

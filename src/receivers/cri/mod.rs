@@ -55,6 +55,11 @@ pub struct Config {
     /// How often to list sandboxes. Default: 10s.
     #[serde(with = "humantime_serde")]
     pub collection_interval: Duration,
+    /// Follow the runtime's container events (`GetContainerEvents`) to scan as soon as a sandbox
+    /// starts or stops. Default: true. containerd 1.7 hands each event to only one of its
+    /// subscribers: on a 1.7 node whose kubelet runs the `EventedPLEG` feature gate, set it to
+    /// false so the agent takes no events from the kubelet (2.x sends every event to each).
+    pub container_events: bool,
 }
 
 impl Default for Config {
@@ -64,6 +69,7 @@ impl Default for Config {
             host_root: "/".into(),
             timeout: Duration::from_secs(2),
             collection_interval: Duration::from_secs(10),
+            container_events: true,
         }
     }
 }
