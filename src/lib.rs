@@ -4,6 +4,7 @@
 
 pub mod components;
 pub mod config;
+pub mod dns;
 pub mod exporters;
 pub mod extensions;
 pub mod health;

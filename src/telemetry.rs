@@ -1,14 +1,16 @@
 //! The agent's own telemetry: logs (to stderr: stdout carries `discover` and `debug` output),
 //! and, when configured, its own spans (tracing-opentelemetry) and metrics (opentelemetry_sdk)
 //! over OTLP/gRPC. The SDK is right here: one resource, the agent's; the per-pod resources of
-//! the data path are built by the otlp exporters instead.
+//! the data path are built by the otlp exporters instead. Both go over a tonic channel whose
+//! connector resolves the endpoint's host with [`crate::dns`] (the static binary has no NSS).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::MeterProvider as _;
 use opentelemetry::trace::TracerProvider as _;
-use opentelemetry_otlp::WithExportConfig;
+use opentelemetry_otlp::WithTonicConfig;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
 use opentelemetry_sdk::trace::SdkTracerProvider;
@@ -79,7 +81,9 @@ pub fn init(
         Some(t) => {
             let exporter = opentelemetry_otlp::SpanExporter::builder()
                 .with_tonic()
-                .with_endpoint(t.endpoint.clone())
+                .with_channel(
+                    channel(&t.endpoint).map_err(|e| format!("service::telemetry::traces: {e}"))?,
+                )
                 .build()
                 .map_err(|e| format!("service::telemetry::traces: {e}"))?;
             let provider = SdkTracerProvider::builder()
@@ -97,7 +101,9 @@ pub fn init(
     if let Some(m) = &config.metrics {
         let exporter = opentelemetry_otlp::MetricExporter::builder()
             .with_tonic()
-            .with_endpoint(m.endpoint.clone())
+            .with_channel(
+                channel(&m.endpoint).map_err(|e| format!("service::telemetry::metrics: {e}"))?,
+            )
             .build()
             .map_err(|e| format!("service::telemetry::metrics: {e}"))?;
         let reader = PeriodicReader::builder(exporter)
@@ -111,6 +117,33 @@ pub fn init(
         telemetry.metrics = Some(provider);
     }
     Ok(telemetry)
+}
+
+/// A lazy gRPC channel to `endpoint` (`http://HOST:PORT`), connecting through netshim's own
+/// resolver. Plaintext only, as before this channel was netshim's: opentelemetry-otlp is
+/// built without its TLS features.
+fn channel(endpoint: &str) -> Result<tonic::transport::Channel, String> {
+    let uri: http::Uri = endpoint
+        .parse()
+        .map_err(|e| format!("invalid endpoint {endpoint:?}: {e}"))?;
+    match uri.scheme_str() {
+        Some("http") => {}
+        Some("https") => {
+            return Err(format!(
+                "endpoint {endpoint:?}: https is not supported for the agent's own telemetry (use http://)"
+            ));
+        }
+        _ => {
+            return Err(format!("endpoint {endpoint:?}: expected http://HOST:PORT"));
+        }
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err(format!("endpoint {endpoint:?}: no host"));
+    }
+    Ok(tonic::transport::Endpoint::from(uri)
+        .timeout(Duration::from_secs(10))
+        .connect_timeout(Duration::from_secs(10))
+        .connect_with_connector_lazy(crate::dns::TcpConnector))
 }
 
 /// The agent's numbers as OpenTelemetry instruments, read when the SDK collects.

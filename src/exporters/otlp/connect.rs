@@ -1,7 +1,8 @@
 //! One TCP (+ rustls) connector for both transports. TLS is decided by the exporter's
 //! settings, not by the URI's scheme, so the gRPC channel can be given a plain `http://` URI
 //! whatever TLS features tonic was built with, and `insecure_skip_verify`, `ca_file` and
-//! client certificates work the same way over gRPC and HTTP.
+//! client certificates work the same way over gRPC and HTTP. Host names are resolved by
+//! [`crate::dns`] (`/etc/hosts`, then DNS per `/etc/resolv.conf`), never by libc.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -15,7 +16,6 @@ use hyper_util::rt::TokioIo;
 use rustls::ClientConfig;
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -103,9 +103,8 @@ impl Connector {
             _ => 80,
         });
         let work = async {
-            let tcp = TcpStream::connect((host.as_str(), port))
-                .await
-                .map_err(|e| format!("connecting to {host}:{port}: {e}"))?;
+            // Names through netshim's own resolver: the static binary has no NSS.
+            let tcp = crate::dns::system().connect(&host, port).await?;
             let _ = tcp.set_nodelay(true);
             let io: Box<dyn Io> = match self.tls {
                 Some((tls, name)) => Box::new(
