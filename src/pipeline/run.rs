@@ -27,6 +27,12 @@ const DEBOUNCE: Duration = Duration::from_millis(50);
 /// After an event, how long to wait for the rest of its burst before scanning.
 const EVENT_SETTLE: Duration = Duration::from_millis(50);
 
+/// After a scan an event started, one more this soon. A runtime lists a sandbox only once it
+/// is ready, which is after its network (the veth and namespace that made the event) exists;
+/// without container events (containerd 1.6, `container_events: false`) nothing else would
+/// tell the agent, and the pod would wait for the interval.
+const EVENT_FOLLOW_UP: Duration = Duration::from_secs(1);
+
 /// Free heap memory beyond this is handed back to the kernel after a cycle.
 const TRIM_OVER: usize = 2 << 20;
 
@@ -168,6 +174,7 @@ async fn receive_loop(
     let interval = receiver.collection_interval();
     let key = format!("receivers::{id}");
     let mut backoff = Backoff::new(interval);
+    let mut event_scan = false; // this scan was started by an event
     loop {
         let started = tokio::time::Instant::now();
         let span = tracing::info_span!("netshim.receive", receiver = %id);
@@ -181,7 +188,12 @@ async fn receive_loop(
                 if tx.send(Some(Arc::new(found))).is_err() {
                     return;
                 }
-                (interval, false)
+                let wait = if event_scan {
+                    EVENT_FOLLOW_UP.min(interval)
+                } else {
+                    interval
+                };
+                (wait, false)
             }
             Err(e) => {
                 metrics.error("receiver", &id);
@@ -199,10 +211,12 @@ async fn receive_loop(
             early.mark_unchanged();
             continue;
         }
+        event_scan = false;
         tokio::select! {
             () = tokio::time::sleep_until(started + wait) => {}
             changed = early.changed() => {
                 if changed.is_ok() {
+                    event_scan = true;
                     // Let the rest of a burst (a pod's veth, its namespace, its addresses) land.
                     tokio::time::sleep(EVENT_SETTLE).await;
                     early.mark_unchanged();

@@ -269,6 +269,7 @@ class Node:
         }
         os.makedirs(sandbox["log_directory"], exist_ok=True)
         pod_id = self.cri.run_pod(sandbox)
+        sandbox_started = time.monotonic()
         self.sandboxes.append(pod_id)
         container = {"metadata": {"name": "app", "attempt": 0},
                      "image": {"image": self.pause_id}, "log_path": "app/0.log",
@@ -280,7 +281,7 @@ class Node:
         self.api_pod(name, "apps", uid, {"app": "e2e"}, pod_id, host_network)
         _, info = self.cri.pod_status(pod_id)
         return {"name": name, "uid": uid, "id": pod_id, "container": cid,
-                "netns": netns_path(info), "host_network": host_network}
+                "netns": netns_path(info), "host_network": host_network, "started": sandbox_started}
 
     def remove(self, pod: dict) -> None:
         self.cri.stop_pod(pod["id"])
@@ -445,13 +446,11 @@ class Node:
         self.traffic(pods)
         time.sleep(0.3)
         before = {p["name"]: self.kernel_counters(p) for p in pods}
-        t0 = time.monotonic()
         fresh = self.app_pod("app-fresh")
-        created = time.monotonic() - t0
         samples = wait_for("the new pod on /metrics",
                            lambda: (s := scrape()) and pod_interfaces(s, "app-fresh") == {"eth0", "eth1"} and s,
-                           30, 0.01)
-        fresh_ms = (time.monotonic() - t0 - created) * 1000
+                           40, 0.01)
+        fresh_ms = (time.monotonic() - fresh["started"]) * 1000
         after = {p["name"]: self.kernel_counters(p) for p in pods}
         compared = 0
         for p in pods:
@@ -470,7 +469,7 @@ class Node:
                 check(k0["tx"]["packets"] >= 3, f"{p['name']} {ifname}: no traffic made")
         self.passed(f"{compared} pod-side counters equal the kernel's after traffic")
         self.summary["fresh_pod_ms"] = round(fresh_ms)
-        self.passed(f"new pod on /metrics {fresh_ms:.0f} ms after RunPodSandbox+StartContainer returned "
+        self.passed(f"new pod on /metrics {fresh_ms:.0f} ms after RunPodSandbox returned "
                     f"(collection_interval 30s)")
 
         t0 = time.monotonic()
