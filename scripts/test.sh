@@ -6,6 +6,10 @@
 set -euo pipefail  # pipefail: a failing `cargo test | tee` fails the script
 cd "$(dirname "$0")/.."
 
+started=$(date +%s)
+# Each step says when it starts (and how far in), so a slow or stuck one is plain in CI's log.
+step() { echo "=== [$(date -u +%H:%M:%S) +$(( $(date +%s) - started ))s] $*"; }
+
 if [ "$(id -u)" != 0 ]; then
   echo "scripts/test.sh: the tests create network namespaces and need root" >&2
   exit 1
@@ -15,6 +19,7 @@ if ! command -v cargo >/dev/null && [ -x "$HOME/.cargo/bin/cargo" ]; then
   export PATH="$HOME/.cargo/bin:$PATH"
 fi
 
+step "Debian packages the tests need"
 missing=()
 command -v ip >/dev/null || missing+=(iproute2)
 { command -v nsenter >/dev/null && command -v unshare >/dev/null; } || missing+=(util-linux)
@@ -22,12 +27,14 @@ command -v ip >/dev/null || missing+=(iproute2)
 [ -x /usr/bin/python3 ] || missing+=(python3)   # sends test traffic inside a test namespace
 command -v ethtool >/dev/null || missing+=(ethtool) # the older shim's method, in the benchmark
 { command -v prometheus >/dev/null && command -v promtool >/dev/null; } || missing+=(prometheus)
+command -v dnsmasq >/dev/null || missing+=(dnsmasq-base)   # a real DNS server (tests/dns.rs, e2e)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+step "cargo fmt --check, cargo clippy"
 # rustfmt and clippy come with the toolchain; say so loudly if this one lacks them.
 if cargo fmt --version >/dev/null 2>&1; then
   cargo fmt --all -- --check
@@ -39,23 +46,32 @@ if cargo clippy --version >/dev/null 2>&1; then
 else
   echo "WARNING: clippy is not installed; lints not checked" >&2
 fi
+step "containerd, runc, CNI plugins, the sandbox image"
 # The containerd end-to-end tests: Debian's containerd, runc and CNI plugins, and an offline
 # sandbox image built here (no registry can be reached).
 target=${CARGO_TARGET_DIR:-target}
 NETSHIM_CRI_ASSETS=$(./scripts/cri-test-assets.sh "$target/cri-assets")
 export NETSHIM_CRI_ASSETS NETSHIM_REQUIRE_CRI=1
+# containerd 1.7 (trixie) and 2.x (sid) beside Debian 12's 1.6, unpacked under target/.
+step "containerd versions"
+NETSHIM_CONTAINERD_VERSIONS=$(./scripts/containerd-versions.sh "$target/containerd-versions")
+export NETSHIM_CONTAINERD_VERSIONS NETSHIM_REQUIRE_DNS=1
+step "OTLP test peers (venv)"
 # The OTLP tests: a venv with grpcio + opentelemetry-proto (the recording sink) and rotel (a
 # real OTLP collector shipped as a PyPI wheel).
 NETSHIM_OTLP_VENV=$(./scripts/otlp-test-env.sh "$target/otlp-env")
 export NETSHIM_OTLP_VENV NETSHIM_REQUIRE_OTLP=1
 
+step "rules (promtool)"
 # Rules: promtool check and unit tests of both rule paths, generated PrometheusRule objects.
 ./install/kubernetes/rules/check.sh
+step "deploy checks (manifests, Helm chart, Dockerfile)"
 # Manifests and the Helm chart, offline (kubernetes-validate, chart rendering, drift).
 if [ -x scripts/check-deploy.sh ]; then
   ./scripts/check-deploy.sh "$target/deploy-check"
 fi
 
+step "fuzzing"
 # Fuzzing (cargo fuzz, on the stable toolchain through RUSTC_BOOTSTRAP): each target for a short
 # fixed budget; a crash fails the run and leaves its input under fuzz/artifacts/.
 if ! command -v cargo-fuzz >/dev/null; then
@@ -74,9 +90,22 @@ for target_name in config cri_verbose netlink_link; do
 done
 rm -f "$fuzz_log"
 
+step "cargo test"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 cargo test --locked 2>&1 | tee "$log"
+
+# netshim as deployed: the image built offline, the DaemonSet run by containerd 1.6, 1.7 and 2.x
+# with a kubelet harness (one line per runtime; each counts as one test below).
+step "scripts/e2e-node.sh (image build, DaemonSet on every containerd version)"
+e2e_log=$(mktemp)
+trap 'rm -f "$log" "$e2e_log"' EXIT
+e2e_status=0
+./scripts/e2e-node.sh "$target/e2e" 2>&1 | tee "$e2e_log" || e2e_status=$?
+grep -E '^e2e-node: containerd .*: passed;' "$e2e_log" | sed 's/^/test result: ok. 1 passed; 0 failed; /' >> "$log" || true
+grep -E '^e2e-node: containerd .*: FAILED' "$e2e_log" | sed 's/^/test result: FAILED. 0 passed; 1 failed; /' >> "$log" || true
+step "done"
 # One closing line for the whole run (cargo prints one per test binary, the last being the
 # doc tests, which are few).
 awk '/^test result:/ { p += $4; f += $6 } END { printf "all tests: %d passed, %d failed\n", p, f }' "$log"
+exit "$e2e_status"
