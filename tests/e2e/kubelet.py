@@ -149,6 +149,9 @@ class Node:
         dns = self.spawn("dnsmasq", ["dnsmasq", "--keep-in-foreground", "--no-daemon", "--log-queries",
                                      f"--listen-address={DNS_IP}", "--bind-interfaces", "--port=53",
                                      "--no-resolv", "--no-hosts", "--pid-file=", "--user=root",
+                                     # Authoritative for the cluster's zone, as CoreDNS is: a
+                                     # name there that does not exist is NXDOMAIN.
+                                     f"--local=/{CLUSTER_DOMAIN}/",
                                      f"--host-record={host},127.0.0.1"])
         wait_for("dnsmasq", lambda: dns.poll() is None and self.dns_answers(host), 10, 0.05)
         ca = trustme.CA()
@@ -479,7 +482,7 @@ class Node:
         wait_for("the removed pod gone", lambda: (s := scrape()) and not pod_interfaces(s, gone["name"]), 35, 0.01)
         gone_ms = (time.monotonic() - t0 - removed) * 1000
         self.summary["removed_pod_ms"] = round(gone_ms)
-        self.passed(f"removed pod gone {gone_ms:.0f} ms after RemovePodSandbox returned")
+        self.passed(f"removed pod gone {gone_ms:.0f} ms after StopPodSandbox+RemovePodSandbox returned")
 
         def otlp_has_pods():
             if not os.path.exists(self.sink_out):
@@ -491,7 +494,18 @@ class Node:
                     names.add(r.get("k8s.pod.name"))
             return {p["name"] for p in pods} | {"app-fresh"} <= names
         wait_for("OTLP points for every pod at otel-collector.monitoring.svc", otlp_has_pods, 40, 0.2)
-        self.passed("OTLP pushed to otel-collector.monitoring.svc (resolved via the kubelet's resolv.conf)")
+        # The name went through the cluster DNS by the search path of the resolv.conf the
+        # runtime wrote from the kubelet's DNSConfig, and the container has exactly that file.
+        resolv = open(f"/proc/{self.agent_pid}/root/etc/resolv.conf").read().split("\n")
+        dns = self.plan.sandbox["dns_config"]
+        check(f"nameserver {dns['servers'][0]}" in resolv and f"search {' '.join(dns['searches'])}" in resolv
+              and "options ndots:5" in resolv, f"the agent's /etc/resolv.conf: {resolv}")
+        queries = open(os.path.join(self.work, "dnsmasq.log")).read()
+        check(f"query[A] otel-collector.monitoring.svc.{CLUSTER_DOMAIN} from 127.0.0.1" in queries
+              and f"otel-collector.monitoring.svc.{self.namespace}.svc.{CLUSTER_DOMAIN}" in queries,
+              "the agent's lookups did not walk the search path through the cluster DNS")
+        self.passed("OTLP pushed to otel-collector.monitoring.svc, resolved by the agent through the "
+                    "cluster DNS and the search path of the resolv.conf the runtime wrote")
 
         self.check_container()
         check(self.prober.liveness_runs > 0 or time.monotonic() - self.agent_started < 10,
