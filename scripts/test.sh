@@ -77,6 +77,12 @@ step "fuzzing"
 if ! command -v cargo-fuzz >/dev/null; then
   cargo install cargo-fuzz --locked
 fi
+# fuzz/ is a workspace of its own with a tracked Cargo.lock: it must be current, or cargo fuzz
+# would rewrite it and leave the tree changed.
+if ! (cd fuzz && cargo tree --locked >/dev/null 2>&1); then
+  echo "fuzz/Cargo.lock is not current (a dependency changed): run 'cargo update -w' in fuzz/ and commit it" >&2
+  exit 1
+fi
 fuzz_log=$(mktemp)
 for target_name in config cri_verbose netlink_link; do
   echo "fuzzing $target_name for ${NETSHIM_FUZZ_SECONDS:-20}s"

@@ -442,6 +442,12 @@ class Node:
                   f"{p['name']}: host peers {hosts}")
         check(not series(samples, "netshim_pod_interface_info", pod="host-app"),
               "the hostNetwork pod was given interfaces")
+        # Host-network pods (the agent's own and host-app) have no series of their own; they are
+        # still reported: netshim_pods counts every sandbox the runtime lists (and any namespace
+        # no runtime knows, so at least).
+        listed = len(self.cri.list_pods())
+        reported = sum(v for _, v in series(samples, "netshim_pods"))
+        check(reported >= listed, f"netshim_pods {reported}, but the runtime lists {listed} sandboxes")
         self.passed(f"{len(pods)} pods mapped (eth0 bridge, eth1 ptp, uid and runtime ids); hostNetwork pod has no interfaces")
 
         # Counters: traffic inside each pod, then a cycle (the next pod's arrival starts one),
