@@ -8,7 +8,14 @@ cd "$(dirname "$0")/.."
 
 started=$(date +%s)
 # Each step says when it starts (and how far in), so a slow or stuck one is plain in CI's log.
-step() { echo "=== [$(date -u +%H:%M:%S) +$(( $(date +%s) - started ))s] $*"; }
+step_started=$started
+step_name=""
+step() {
+  local now; now=$(date +%s)
+  [ -z "$step_name" ] || echo "=== $step_name: took $(( now - step_started ))s"
+  step_name=$1 step_started=$now
+  echo "=== [$(date -u +%H:%M:%S) +$(( now - started ))s] $*"
+}
 
 if [ "$(id -u)" != 0 ]; then
   echo "scripts/test.sh: the tests create network namespaces and need root" >&2
