@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use tracing::{info, warn};
 
 use netshim::components::{self, BuildContext};
@@ -27,19 +27,29 @@ struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
 
+    /// For `netshim --config F` (run) and `netshim --config F validate|discover`.
+    #[command(flatten)]
+    config: ConfigArgs,
+}
+
+/// The `--config` option of the commands that read a configuration (not `components`).
+#[derive(Args, Default)]
+struct ConfigArgs {
     /// Configuration file; may be given several times (merged in order). Default: built in.
-    #[arg(long = "config", short = 'c', global = true, value_name = "FILE")]
+    #[arg(long = "config", short = 'c', value_name = "FILE")]
     configs: Vec<PathBuf>,
 }
 
 #[derive(Subcommand)]
 enum Command {
     /// Run the agent (the default when no subcommand is given).
-    Run,
+    Run(ConfigArgs),
     /// Check a configuration without starting anything; exit 1 when it is invalid.
-    Validate,
+    Validate(ConfigArgs),
     /// Run the receivers and resolvers once and print what was found.
     Discover {
+        #[command(flatten)]
+        config: ConfigArgs,
         /// `table` for people, `json` for tools.
         #[arg(long, short = 'o', value_enum, default_value_t = Format::Table)]
         output: Format,
@@ -61,12 +71,18 @@ fn main() -> ExitCode {
     // Before any thread exists.
     sys::memory::limit_arenas();
     let cli = Cli::parse();
-    match cli.command.unwrap_or(Command::Run) {
+    // Files given before the command come first, then those after it.
+    let mut configs = cli.config.configs;
+    let command = cli.command.unwrap_or(Command::Run(ConfigArgs::default()));
+    if let Command::Run(c) | Command::Validate(c) | Command::Discover { config: c, .. } = &command {
+        configs.extend(c.configs.iter().cloned());
+    }
+    match command {
         Command::Components => {
             print_components();
             ExitCode::SUCCESS
         }
-        Command::Validate => match load(&cli.configs) {
+        Command::Validate(_) => match load(&configs) {
             Ok((service, _)) => {
                 for w in &service.warnings {
                     eprintln!("warning: {w}");
@@ -82,10 +98,10 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Run => report(run(&cli.configs)),
-        Command::Discover { output, pipeline } => {
-            report(discover(&cli.configs, output, pipeline.as_deref()))
-        }
+        Command::Run(_) => report(run(&configs)),
+        Command::Discover {
+            output, pipeline, ..
+        } => report(discover(&configs, output, pipeline.as_deref())),
     }
 }
 

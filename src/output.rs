@@ -58,6 +58,10 @@ pub fn pod_label(pod: &PodNetwork) -> String {
 
 /// An aligned table, one row per pod interface (and one per pod with none).
 pub fn table(snapshot: &Snapshot) -> String {
+    if snapshot.pods.is_empty() {
+        return "no pods found: no runtime sandbox and no network namespace besides the host's\n"
+            .into();
+    }
     let header = [
         "POD",
         "INTERFACE",

@@ -303,3 +303,54 @@ fn every_example_config_validates() {
     }
     assert!(checked >= 2);
 }
+
+#[test]
+fn config_is_offered_only_where_a_configuration_is_read() {
+    let help = |args: &[&str]| {
+        let out = netshim().args(args).output().unwrap();
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert!(!help(&["components", "--help"]).contains("--config"));
+    for command in ["run", "validate", "discover"] {
+        assert!(help(&[command, "--help"]).contains("--config"), "{command}");
+    }
+    // Before the command and after it both work (files before come first).
+    let good = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config/default.yaml");
+    for args in [
+        vec!["--config", good.to_str().unwrap(), "validate"],
+        vec!["validate", "--config", good.to_str().unwrap()],
+    ] {
+        assert!(
+            netshim().args(&args).status().unwrap().success(),
+            "{args:?}"
+        );
+    }
+}
+
+#[test]
+fn discover_says_so_when_there_is_no_pod() {
+    let empty = std::env::temp_dir().join(format!("netshim-cli-empty-{}", std::process::id()));
+    std::fs::create_dir_all(&empty).unwrap();
+    let config = config_file(
+        "empty.yaml",
+        &format!(
+            "receivers:\n  netns:\n    paths: [{}]\n    scan_proc: false\nresolvers:\n  interfaces:\nexporters:\n  debug:\nservice:\n  pipelines:\n    metrics:\n      receivers: [netns]\n      resolvers: [interfaces]\n      exporters: [debug]\n",
+            empty.display()
+        ),
+    );
+    let out = netshim()
+        .args(["discover", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir(&empty);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.starts_with("no pods found"), "{text}");
+    assert!(!text.contains("INTERFACE"), "a bare header: {text}");
+}
