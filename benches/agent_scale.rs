@@ -12,6 +12,7 @@
 //! `nsaNNNNN`, removed at the end (also on panic). `NETSHIM_SCALE_PODS` (default 1000) and
 //! `NETSHIM_SCALE_ROUNDS` (default 5) change the sizes. Run as a test (`cargo test --benches`),
 //! it does nothing.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
 #[path = "../tests/support/agent.rs"]
 mod agent;

@@ -4,6 +4,7 @@
 //! new since the last cycle. `NETSHIM_BENCH_CRI_PODS` (default 20) sets N.
 //!
 //! Run as a test (`cargo test --benches`) it does nothing.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
 #[path = "../tests/support/mod.rs"]
 mod support;

@@ -15,6 +15,7 @@
 //! - `NETSHIM_BENCH_POD_UP=1`: bring pod ends up too (slower setup, same measurements).
 //!
 //! Run as a test (`cargo test --benches`, no `--bench` argument), it does nothing.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
 use std::collections::HashMap;
 use std::fmt::Write as _;

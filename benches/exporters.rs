@@ -3,6 +3,7 @@
 //! (one ResourceMetrics per pod). No root needed: the snapshot is synthetic (1000 pods, one
 //! veth each, identity and attributes like the k8s_attributes resolver adds).
 //! `NETSHIM_BENCH_PODS` (default 1000) sets the size. Run as a test it does nothing.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -5,6 +5,7 @@
 //!
 //! Real kernel, real agent binary. Pods are `nsc-NNNNN` with host ends `nscNNNNN`
 //! (`support/pods.rs`), removed on drop.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
 mod support;
 

@@ -1,4 +1,5 @@
 //! The `netshim` binary as an operator runs it: `components`, `validate`, `discover`, `run`.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
 mod support;
 

@@ -2,6 +2,7 @@
 //! `ptp` plugins, pods made with RunPodSandbox. Needs root and `scripts/cri-test-assets.sh`
 //! (run by `scripts/test.sh`). Each test runs its own containerd on its own socket, bridge and
 //! subnet, so they can run in parallel.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
 mod support;
 

@@ -6,6 +6,7 @@
 //! The runtime is fake (`support/fake_cri.rs`): no runtime here streams container events
 //! (Debian's containerd 1.6 answers `Unimplemented`, see `tests/cri_containerd.rs`). The agent
 //! binary, its CRI client, the namespace and the veth are real.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
 mod support;
 

@@ -17,6 +17,7 @@
 //! stream, which containerd 1.6 lacks: there, the same agent must not see the new pod within a
 //! few seconds, the control that proves nothing else moved it. An agent in the host namespace,
 //! as deployed, is measured beside it (every trigger); it also gives the pods their host peers.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
 mod support;
 

@@ -7,6 +7,7 @@
 //! mount namespace of its own (as a container gets them), exports OTLP to host names.
 //! dnsmasq missing: SKIPPED, unless `NETSHIM_REQUIRE_DNS=1` makes that a failure. Traffic goes
 //! only to loopback.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
 mod support;
 

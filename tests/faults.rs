@@ -17,6 +17,7 @@
 //! Needs root. The runtime test needs `NETSHIM_CRI_ASSETS` (see tests/cri_containerd.rs) and is
 //! skipped without it; the last step of the OTLP test (a real sink receiving the data) needs
 //! `NETSHIM_OTLP_VENV` (see tests/otlp.rs) and is skipped without it.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
 mod support;
 

@@ -2,6 +2,7 @@
 //! the DaemonSet's capabilities are exactly enough — the real binary, run with only those
 //! capabilities (`setpriv`), finds and reads bind-mounted and process-held pod namespaces, and
 //! loses what each capability is there for when that one is taken away. Needs root.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
 mod support;
 

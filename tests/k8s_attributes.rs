@@ -3,6 +3,7 @@
 //! kube-apiserver can run on the build machine; the fake (tests/support/fake_kube.rs) behaves
 //! like PyPI's kmock where it matters: it ignores field selectors and replays every existing
 //! pod as ADDED on each watch, so these tests also prove the resolver depends on neither.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
 mod support;
 

@@ -1,5 +1,6 @@
 //! Discovery on the real kernel: namespaces and veth pairs made here, read back through the
 //! `netns` receiver and the `interfaces` resolver exactly as the agent runs them. Needs root.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
 mod support;
 

@@ -5,6 +5,7 @@
 //! `scripts/otlp-test-env.sh DIR` prepares, given as `NETSHIM_OTLP_VENV`; without it the tests
 //! say SKIPPED, unless `NETSHIM_REQUIRE_OTLP=1` makes that a failure. Traffic goes only to
 //! loopback and to addresses on the test's own veth pairs.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
 mod support;
 

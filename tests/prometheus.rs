@@ -2,6 +2,7 @@
 //! real binary, real pod namespaces with known traffic, `promtool check metrics` on the output,
 //! and a real Prometheus (Debian's) scraping the agent and answering PromQL. Needs root,
 //! `promtool` and `prometheus` (installed by scripts/test.sh).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
 mod support;
 

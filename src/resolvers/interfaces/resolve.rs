@@ -115,6 +115,7 @@ pub struct InterfaceMapper {
     handles: HashMap<NetnsKey, NetnsHandle>,
     /// Fault injection for tests: runs after new namespaces are opened, before anything is
     /// read from them or their ids are asked.
+    #[cfg(feature = "fault-injection")]
     after_open: Option<Box<dyn FnMut() + Send>>,
 }
 
@@ -130,13 +131,15 @@ impl InterfaceMapper {
             host_peers: HostPeers::new(),
             host_stale: true,
             handles: HashMap::new(),
+            #[cfg(feature = "fault-injection")]
             after_open: None,
         }
     }
 
     /// Runs `hook` in every cycle between opening new namespaces and reading them (and asking
     /// their ids): the tests delete namespaces there.
-    #[doc(hidden)]
+    /// Only with the `fault-injection` feature, which the crate's own tests turn on.
+    #[cfg(feature = "fault-injection")]
     pub fn set_after_open(&mut self, hook: impl FnMut() + Send + 'static) {
         self.after_open = Some(Box::new(hook));
     }
@@ -163,6 +166,7 @@ impl InterfaceMapper {
         if self.open_new(batch) > 0 {
             self.host_stale = true;
         }
+        #[cfg(feature = "fault-injection")]
         if let Some(hook) = self.after_open.as_mut() {
             hook();
         }
