@@ -84,7 +84,12 @@ fi
 
 step "manifests: kubectl kustomize tests/e2e/overlay (install/kubernetes + image + OTLP)"
 kubectl=${KUBECTL:-$(command -v kubectl || true)}
-[ -n "$kubectl" ] || { echo "e2e-node.sh: no kubectl (kustomize); set KUBECTL" >&2; exit 1; }
+# Without one on the machine: the Debian kubectl that scripts/check-deploy.sh unpacked (the overlay
+# uses only what its kustomize v2 reads).
+if [ -z "$kubectl" ] && [ -x "$target/deploy-check/tools/kubernetes-client/usr/bin/kubectl" ]; then
+  kubectl="$target/deploy-check/tools/kubernetes-client/usr/bin/kubectl"
+fi
+[ -n "$kubectl" ] || { echo "e2e-node.sh: no kubectl (kustomize); set KUBECTL or run scripts/check-deploy.sh first" >&2; exit 1; }
 "$kubectl" kustomize tests/e2e/overlay 2>/dev/null > "$work/manifests.yaml"
 
 wanted=${NETSHIM_E2E_RUNTIMES:-}
