@@ -55,19 +55,37 @@ fn runtime_events_bring_pods_in_and_out_within_a_second_with_a_30s_interval() {
             .is_some(),
         "the host link events made a cycle"
     );
-    std::thread::sleep(Duration::from_millis(300));
-    assert!(
-        !agent.metrics().contains(label),
-        "not listed by the runtime"
-    );
     // A scan an event started is followed by one more a second later (for runtimes that list a
     // sandbox after its network exists and send no event): let it pass before the control.
-    let after_event = cycles();
+    // The host end's operstate turns up with the kernel's last link event for the pair. The
+    // scans those events start come right after them and after each other; the follow-up comes
+    // a second after the last of them. So the follow-up is the first list call after that
+    // moment that trails the one before by over half a second. No /metrics document read until
+    // then may have the pod.
     assert!(
-        agent
-            .wait_for(Duration::from_secs(3), |_| cycles() > after_event)
-            .is_some(),
-        "the follow-up scan a second after the event's"
+        wait_until(Duration::from_secs(5), || std::fs::read_to_string(
+            "/sys/class/net/lxcnstcrie0/operstate"
+        )
+        .is_ok_and(|s| s.trim() == "up")),
+        "the host end came up"
+    );
+    let up = std::time::Instant::now();
+    let follow_up = || {
+        let times = runtime.list_times();
+        times
+            .windows(2)
+            .any(|w| w[1] > up && w[1] - w[0] > Duration::from_millis(500))
+    };
+    let mut listed_early = false;
+    let followed = agent.wait_for(Duration::from_secs(3), |m| {
+        listed_early |= m.contains(label);
+        follow_up()
+    });
+    assert!(!listed_early, "not listed by the runtime");
+    assert!(
+        followed.is_some(),
+        "the follow-up scan a second after the event's: lists at {:?}, up at {up:?}",
+        runtime.list_times()
     );
     assert!(!agent.metrics().contains(label), "still not listed");
 
@@ -79,17 +97,30 @@ fn runtime_events_bring_pods_in_and_out_within_a_second_with_a_30s_interval() {
         uid: "55555555-0000-4000-8000-000000000001".into(),
         netns: ns.path(),
     };
-    let before = cycles();
+    let lists = runtime.lists();
     runtime.add(pod.clone());
-    std::thread::sleep(Duration::from_millis(1500));
-    if cycles() == before {
+    // The control lasts as long as the agent says: the runtime ends its event stream twice, and
+    // the agent subscribes again each time after its reconnect backoff (0.5 s, then 1 s), which
+    // makes no scan.
+    for round in 1..=2 {
+        let subscribed = runtime.subscriptions();
+        runtime.close_event_streams();
+        assert!(
+            wait_until(Duration::from_secs(5), || runtime.subscriptions()
+                > subscribed
+                && runtime.subscribers() == 1),
+            "the agent subscribed again after the runtime ended its event stream (round {round})"
+        );
+    }
+    // No list call since the runtime began listing the pod: no snapshot can have it.
+    if runtime.lists() == lists {
         assert!(
             !agent.metrics().contains(label),
             "without an event the pod waits for the 30 s interval"
         );
     } else {
         // Someone else changed the host's links meanwhile (another test on this machine), which
-        // rightly made a cycle: the control says nothing then.
+        // rightly made a scan: the control says nothing then.
         eprintln!("cri events: control skipped, a host link event made a cycle");
         runtime.remove(&pod.id);
         runtime.event(&pod.id, ContainerEventType::ContainerDeletedEvent);

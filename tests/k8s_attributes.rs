@@ -257,8 +257,15 @@ async fn the_watch_keeps_metadata_current_through_api_outages() {
     );
 
     // The API goes away: what is known stays known, and the agent stays ready (it synced once).
+    // Checked once the resolver has met the outage: its watch was refused, and refused again
+    // after its backoff.
+    let refused = fake.refused();
     fake.set_unavailable(true);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        eventually(10, async || fake.refused() >= refused + 2).await,
+        "the resolver retried the watch during the outage: {:?}",
+        fake.requests()
+    );
     assert_eq!(
         name_at(&cycle(&mut mapper, &k8s).await, "/run/netns/nst-k8s-c").as_deref(),
         Some("c-pod")
@@ -332,7 +339,12 @@ async fn not_ready_until_the_first_list() {
     })
     .await
     .expect("start does not wait without wait_for_metadata");
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Still not ready after the resolver's list was refused, and refused again after its backoff.
+    assert!(
+        eventually(10, async || fake.refused() >= 2).await,
+        "the resolver retried its list: {:?}",
+        fake.requests()
+    );
     assert!(!health.is_ready(), "never synced");
     fake.set_unavailable(false);
     assert!(

@@ -1,5 +1,7 @@
 //! A fake container runtime: the CRI v1 calls netshim makes, served by tonic on a unix socket,
-//! with a pod list the test controls and a `GetContainerEvents` stream the test feeds.
+//! with a pod list the test controls and a `GetContainerEvents` stream the test feeds (and can
+//! end, as a restarting runtime does). It counts the lists and subscriptions it is asked for, so
+//! a test can tell what the agent did without timing it.
 //!
 //! Fake because no runtime that streams container events can be installed here: Debian 12 has
 //! containerd 1.6 (the stream came with 1.7) and no CRI-O. The sandboxes it lists point at real
@@ -10,13 +12,15 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use netshim::receivers::cri::proto::*;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 
 const SERVICE: &str = "/runtime.v1.RuntimeService/";
 
@@ -35,6 +39,12 @@ pub struct FakePod {
 struct Runtime {
     pods: Arc<Mutex<Vec<FakePod>>>,
     events: broadcast::Sender<ContainerEventResponse>,
+    /// Bumped to end every open event stream.
+    close: Arc<watch::Sender<u64>>,
+    /// When each `ListPodSandbox` call came, in order.
+    lists: Arc<Mutex<Vec<Instant>>>,
+    /// `GetContainerEvents` calls so far.
+    subscriptions: Arc<AtomicU64>,
 }
 
 /// A running fake runtime; stops when dropped.
@@ -53,6 +63,9 @@ impl FakeCri {
         let runtime = Runtime {
             pods: Arc::default(),
             events,
+            close: Arc::new(watch::channel(0).0),
+            lists: Arc::default(),
+            subscriptions: Arc::default(),
         };
         let incoming = futures::stream::unfold(listener, |listener| async move {
             let conn = listener.accept().await.map(|(stream, _)| stream);
@@ -96,6 +109,27 @@ impl FakeCri {
     /// Subscribers to the event stream right now.
     pub fn subscribers(&self) -> usize {
         self.runtime.events.receiver_count()
+    }
+
+    /// Ends every open event stream cleanly (as a runtime shutting down does); sends no event.
+    pub fn close_event_streams(&self) {
+        self.runtime.close.send_modify(|n| *n += 1);
+    }
+
+    /// How many times the runtime was asked to list its sandboxes (each scan of the agent asks
+    /// once).
+    pub fn lists(&self) -> usize {
+        self.runtime.lists.lock().unwrap().len()
+    }
+
+    /// When each list call came, in order.
+    pub fn list_times(&self) -> Vec<Instant> {
+        self.runtime.lists.lock().unwrap().clone()
+    }
+
+    /// How many times a client subscribed to the event stream.
+    pub fn subscriptions(&self) -> u64 {
+        self.runtime.subscriptions.load(Ordering::SeqCst)
     }
 }
 
@@ -141,6 +175,7 @@ impl tower::Service<http::Request<tonic::body::Body>> for Runtime {
                     .await
                 }
                 "ListPodSandbox" => {
+                    runtime.lists.lock().unwrap().push(Instant::now());
                     let pods = runtime.pods.lock().unwrap().clone();
                     unary(request, move |_: ListPodSandboxRequest| {
                         ListPodSandboxResponse {
@@ -170,8 +205,12 @@ impl tower::Service<http::Request<tonic::body::Body>> for Runtime {
                         ContainerEventResponse,
                         GetEventsRequest,
                     >::default());
-                    grpc.server_streaming(Events(runtime.events.clone()), request)
-                        .await
+                    runtime.subscriptions.fetch_add(1, Ordering::SeqCst);
+                    let events = Events {
+                        events: runtime.events.clone(),
+                        close: Arc::clone(&runtime.close),
+                    };
+                    grpc.server_streaming(events, request).await
                 }
                 _ => tonic::Status::unimplemented(method).into_http(),
             };
@@ -241,7 +280,10 @@ impl<Req, Resp, F: FnMut(Req) -> Resp> tonic::server::UnaryService<Req> for Unar
     }
 }
 
-struct Events(broadcast::Sender<ContainerEventResponse>);
+struct Events {
+    events: broadcast::Sender<ContainerEventResponse>,
+    close: Arc<watch::Sender<u64>>,
+}
 
 impl tonic::server::ServerStreamingService<GetEventsRequest> for Events {
     type Response = ContainerEventResponse;
@@ -249,12 +291,19 @@ impl tonic::server::ServerStreamingService<GetEventsRequest> for Events {
     type Future = std::future::Ready<Result<tonic::Response<Self::ResponseStream>, tonic::Status>>;
 
     fn call(&mut self, _: tonic::Request<GetEventsRequest>) -> Self::Future {
-        let events = futures::stream::unfold(self.0.subscribe(), |mut rx| async move {
+        // Both receivers live in the stream's state: ending the stream drops them, so
+        // `subscribers()` counts only open streams.
+        let state = (self.events.subscribe(), self.close.subscribe());
+        let events = futures::stream::unfold(state, |(mut rx, mut close)| async move {
             loop {
-                match rx.recv().await {
-                    Ok(event) => return Some((Ok(event), rx)),
-                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
-                    Err(broadcast::error::RecvError::Closed) => return None,
+                tokio::select! {
+                    got = rx.recv() => match got {
+                        Ok(event) => return Some((Ok(event), (rx, close))),
+                        Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                        Err(broadcast::error::RecvError::Closed) => return None,
+                    },
+                    // `close_event_streams` (or the runtime gone).
+                    _ = close.changed() => return None,
                 }
             }
         })

@@ -97,6 +97,8 @@ struct Store {
     expired_through: Option<u64>,
     /// Every request's path and query, in order of arrival.
     requests: Vec<String>,
+    /// Requests answered 503 because the server was down (`set_unavailable`).
+    refused: u64,
 }
 
 impl Store {
@@ -137,6 +139,7 @@ impl FakeKube {
                 list_delay: Duration::ZERO,
                 expired_through: None,
                 requests: Vec::new(),
+                refused: 0,
             }),
         });
         let app = Router::new().fallback(handle).with_state(shared.clone());
@@ -235,6 +238,13 @@ impl FakeKube {
     /// `/api/v1/pods?&watch=true&timeoutSeconds=290&allowWatchBookmarks=true&resourceVersion=3`).
     pub fn requests(&self) -> Vec<String> {
         self.shared.lock().requests.clone()
+    }
+
+    /// How many requests were answered 503 because the server was down (`set_unavailable`),
+    /// lists that went down while they waited included: what a client has tried (and been
+    /// refused) during an outage.
+    pub fn refused(&self) -> u64 {
+        self.shared.lock().refused
     }
 
     /// Stops serving: closes the listener and every open connection (watch streams included,
@@ -361,6 +371,7 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
         let mut store = shared.lock();
         store.requests.push(target.clone());
         if store.down {
+            store.refused += 1;
             return unavailable();
         }
         store.list_delay
@@ -388,9 +399,10 @@ async fn list(shared: &Shared, delay: Duration) -> Response {
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
-    let store = shared.lock();
+    let mut store = shared.lock();
     if store.down {
         // Went down while this request waited.
+        store.refused += 1;
         return unavailable();
     }
     json_response(StatusCode::OK, store.pod_list().to_string())
