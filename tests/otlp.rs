@@ -729,16 +729,18 @@ async fn rotel_receives_over_grpc_and_http_and_survives_an_outage() {
     over_http.shutdown().await.unwrap();
 
     // The collector goes away: exports keep returning at once, the queue stays within
-    // queue_size and its oldest batches are dropped and counted.
+    // queue_size and its oldest batches are dropped and counted. Each export is followed by one
+    // more failed attempt of the sender (the collector is still away) before the next.
     rotel.stop();
     for i in 0..8 {
+        let tried = over_grpc.stats().retries;
         over_grpc
             .export(snap(&format!("outage-{i}"), &mut mapper))
             .await
             .expect("export returns while the collector is down");
         let stats = over_grpc.stats();
         assert!(stats.queue_length <= 3, "{stats:?}");
-        tokio::time::sleep(Duration::from_millis(150)).await;
+        wait_stats(&over_grpc, |s| s.retries > tried).await;
     }
     let stats = over_grpc.stats();
     assert_eq!(stats.queue_length, 3, "{stats:?}");
@@ -1047,8 +1049,8 @@ async fn a_new_pod_is_exported_within_a_second_or_so_with_a_30s_interval() {
         "an export without the deleted pod came well before the interval"
     );
     let gone_after = started.elapsed();
-    // That request may have been read while the sink was still writing it: read it again.
-    std::thread::sleep(Duration::from_millis(300));
+    // The sink's records hold only requests recorded whole (see `Sink::records`), so request
+    // `without` was complete when it was found: reading again finds the same.
     assert!(
         last_with(&sink.records()) < without,
         "request {without} had the deleted pod after all"

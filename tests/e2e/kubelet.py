@@ -495,6 +495,8 @@ class Node:
                 return False
             names = set()
             for line in open(self.sink_out):
+                if not line.endswith("\n"):
+                    break  # the sink is still writing it
                 r = json.loads(line)["resource"]
                 if r.get("k8s.node.name") == NODE and r.get("k8s.namespace.name") == "apps":
                     names.add(r.get("k8s.pod.name"))

@@ -4,14 +4,19 @@
 Listens for OTLP/gRPC (MetricsService/Export) and/or OTLP/HTTP (binary protobuf POSTed to
 /v1/metrics, gzip or not) and appends one JSON line per data point to --out:
 
-  {"transport": "http", "request": 3, "content_encoding": "gzip", "resource": {...},
-   "resource_index": 0,
+  {"transport": "http", "request": 3, "request_points": 18, "content_encoding": "gzip",
+   "resource": {...}, "resource_index": 0,
    "scope": {"name": ..., "version": ...}, "metric": "k8s.pod.network.io", "kind": "sum",
    "unit": "By", "temporality": "cumulative", "monotonic": true, "attributes": {...},
    "value": 123, "start": <unix ns>, "time": <unix ns>}
 
 `content_encoding` is the HTTP Content-Encoding (`identity` when none), null over gRPC
-(grpcio hides it). Once listening it prints one line, `ready grpc=PORT http=PORT` (0 for a
+(grpcio hides it). `request_points` is how many points (lines) that request has in all.
+
+Each request's lines are appended together by one write(2) on an O_APPEND descriptor, so they
+are never interleaved with another request's. A reader may still catch a write half done (the
+kernel copies a page at a time): a last line without its newline is not written yet, and a
+request with fewer lines than its `request_points` is not complete yet. Once listening it prints one line, `ready grpc=PORT http=PORT` (0 for a
 listener not asked for), so a test can bind port 0 and learn the port. `--fail-first N`
 answers the first N export requests (counted over both listeners) with gRPC UNAVAILABLE /
 HTTP 503 and records nothing for them; refused requests are still counted in the `request`
@@ -23,6 +28,7 @@ Needs `grpcio` and `opentelemetry-proto` (scripts/otlp-test-env.sh installs them
 import argparse
 import gzip
 import json
+import os
 import ssl
 import sys
 import threading
@@ -60,7 +66,7 @@ def attributes(kvs):
 
 class Recorder:
     def __init__(self, out_path, fail_first):
-        self.out = open(out_path, "a", encoding="utf-8")
+        self.out = os.open(out_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         self.lock = threading.Lock()
         self.requests = 0
         self.fail_left = fail_first
@@ -76,7 +82,7 @@ class Recorder:
             return number, True
 
     def record(self, request, transport, number, encoding):
-        lines = []
+        points = []
         for index, rm in enumerate(request.resource_metrics):
             resource = attributes(rm.resource.attributes)
             for sm in rm.scope_metrics:
@@ -91,32 +97,37 @@ class Recorder:
                     for p in data.data_points:
                         which = p.WhichOneof("value") if kind in ("sum", "gauge") else None
                         value = getattr(p, which) if which else None
-                        lines.append(
-                            json.dumps(
-                                {
-                                    "transport": transport,
-                                    "request": number,
-                                    "content_encoding": encoding,
-                                    "resource": resource,
-                                    "resource_index": index,
-                                    "scope": scope,
-                                    "metric": m.name,
-                                    "kind": kind,
-                                    "unit": m.unit,
-                                    "temporality": temporality,
-                                    "monotonic": monotonic,
-                                    "attributes": attributes(p.attributes),
-                                    "value": value,
-                                    "start": p.start_time_unix_nano,
-                                    "time": p.time_unix_nano,
-                                },
-                                sort_keys=True,
-                            )
+                        points.append(
+                            {
+                                "transport": transport,
+                                "request": number,
+                                "content_encoding": encoding,
+                                "resource": resource,
+                                "resource_index": index,
+                                "scope": scope,
+                                "metric": m.name,
+                                "kind": kind,
+                                "unit": m.unit,
+                                "temporality": temporality,
+                                "monotonic": monotonic,
+                                "attributes": attributes(p.attributes),
+                                "value": value,
+                                "start": p.start_time_unix_nano,
+                                "time": p.time_unix_nano,
+                            }
                         )
+        if not points:
+            return
+        for point in points:
+            point["request_points"] = len(points)
+        data = memoryview(
+            "".join(json.dumps(point, sort_keys=True) + "\n" for point in points).encode("utf-8")
+        )
+        # One write for the whole request; the loop only covers a short write (a full disk),
+        # and the lock keeps even that from interleaving with another request.
         with self.lock:
-            for line in lines:
-                self.out.write(line + "\n")
-            self.out.flush()
+            while data:
+                data = data[os.write(self.out, data) :]
 
 
 class MetricsService(pb_grpc.MetricsServiceServicer):

@@ -1,6 +1,7 @@
 //! The recording OTLP sink (`tests/otlp/otlp_sink.py`, gRPC and HTTP, one JSON line per data
 //! point) in the venv `scripts/otlp-test-env.sh` prepares.
 
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -69,11 +70,28 @@ impl Sink {
         }
     }
 
+    /// Every record of the requests recorded whole so far. The sink appends a request's lines
+    /// with one write, which a reader can still catch half done: a last line without its
+    /// newline is not written yet, and the records of a request with fewer lines than its
+    /// `request_points` are left out until the rest is there.
     pub fn records(&self) -> Vec<Value> {
-        std::fs::read_to_string(&self.out)
-            .unwrap_or_default()
+        let text = std::fs::read_to_string(&self.out).unwrap_or_default();
+        let written = text.rfind('\n').map_or("", |end| &text[..end]);
+        let records: Vec<Value> = written
             .lines()
             .map(|l| serde_json::from_str(l).expect("sink wrote JSON"))
+            .collect();
+        let mut lines_of: HashMap<u64, u64> = HashMap::new();
+        for r in &records {
+            *lines_of.entry(request_of(r)).or_default() += 1;
+        }
+        records
+            .into_iter()
+            .filter(|r| {
+                r["request_points"]
+                    .as_u64()
+                    .is_none_or(|all| lines_of[&request_of(r)] >= all)
+            })
             .collect()
     }
 
@@ -87,4 +105,11 @@ impl Sink {
                     .is_some_and(|p| p.ends_with(netns))
         })
     }
+}
+
+/// The number the sink gave the request a record came in.
+fn request_of(record: &Value) -> u64 {
+    record["request"]
+        .as_u64()
+        .expect("the sink numbers every request")
 }
