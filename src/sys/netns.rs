@@ -7,23 +7,35 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use crate::model::NetnsKey;
 use crate::sys::netlink::{RouteSocket, Watch};
 
-/// The (device, inode) of a namespace file, following symlinks. Every nsfs file shares one
-/// device, so a bind mount and `/proc/PID/ns/net` of the same namespace compare equal.
-pub fn stat_key(path: &Path) -> io::Result<NetnsKey> {
-    let meta = std::fs::metadata(path)?;
-    Ok(NetnsKey {
-        dev: meta.dev(),
-        inode: meta.ino(),
-    })
+/// Which namespace a namespace file is: the (device, inode) of the nsfs file. Every nsfs file
+/// shares one device, so a bind mount and `/proc/PID/ns/net` of the same namespace compare
+/// equal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct NsFileKey {
+    pub dev: u64,
+    pub inode: u64,
+}
+
+impl NsFileKey {
+    fn of(meta: &std::fs::Metadata) -> Self {
+        NsFileKey {
+            dev: meta.dev(),
+            inode: meta.ino(),
+        }
+    }
+}
+
+/// The key of the namespace file at `path`, following symlinks.
+pub fn stat_key(path: &Path) -> io::Result<NsFileKey> {
+    Ok(NsFileKey::of(&std::fs::metadata(path)?))
 }
 
 /// The network namespace of this process (its main thread), which the agent treats as the
 /// host's: it runs with host networking. `/proc/1/ns/net` is not used since even root may be
 /// denied it.
-pub fn own_netns_key() -> io::Result<NetnsKey> {
+pub fn own_netns_key() -> io::Result<NsFileKey> {
     stat_key(Path::new("/proc/self/ns/net"))
 }
 
@@ -32,24 +44,18 @@ pub fn own_netns_key() -> io::Result<NetnsKey> {
 #[derive(Debug)]
 pub struct NetnsFile {
     file: File,
-    key: NetnsKey,
+    key: NsFileKey,
 }
 
 impl NetnsFile {
     /// Opens `path` and records which namespace it turned out to be.
     pub fn open(path: &Path) -> io::Result<Self> {
         let file = File::open(path)?;
-        let meta = file.metadata()?;
-        Ok(NetnsFile {
-            file,
-            key: NetnsKey {
-                dev: meta.dev(),
-                inode: meta.ino(),
-            },
-        })
+        let key = NsFileKey::of(&file.metadata()?);
+        Ok(NetnsFile { file, key })
     }
 
-    pub fn key(&self) -> NetnsKey {
+    pub fn key(&self) -> NsFileKey {
         self.key
     }
 

@@ -17,7 +17,7 @@ use crate::model::Sandbox;
 use crate::sys::netns::own_netns_key;
 
 use super::{Receiver, ReceiverError};
-use scan::{ScanCache, ScanPlan, scan};
+use scan::{ScanCache, ScanPlan, netns_key, scan};
 
 pub const TYPE: &str = "netns";
 
@@ -101,7 +101,7 @@ impl NetnsReceiver {
 }
 
 fn scan_with(config: &Config, uids: &Mutex<ScanCache>) -> Result<Vec<Sandbox>, ReceiverError> {
-    let host = own_netns_key().map_err(|e| {
+    let host = own_netns_key().map(netns_key).map_err(|e| {
         ReceiverError::Scan(format!(
             "cannot identify the agent's own network namespace: {e}"
         ))

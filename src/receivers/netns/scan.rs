@@ -8,9 +8,17 @@ use tracing::debug;
 
 use crate::model::{NetnsKey, NetnsRef, PodIdentity, Sandbox};
 use crate::sys::mounts::MountWatch;
-use crate::sys::netns::stat_key;
+use crate::sys::netns::{NsFileKey, stat_key};
 
 use super::cgroup::pod_uid_from_cgroup;
+
+/// The model's name for the namespace a namespace file is.
+pub(super) fn netns_key(k: NsFileKey) -> NetnsKey {
+    NetnsKey {
+        dev: k.dev,
+        inode: k.inode,
+    }
+}
 
 /// Where to look and which namespace is the host's (never reported).
 pub struct ScanPlan<'a> {
@@ -110,7 +118,7 @@ pub fn scan(plan: &ScanPlan<'_>, cache: &mut ScanCache) -> Vec<Sandbox> {
             .links
             .iter()
             .filter_map(|path| match stat_key(path) {
-                Ok(key) => Some((key, path)),
+                Ok(key) => Some((netns_key(key), path)),
                 Err(e) => {
                     debug!(path = %path.display(), error = %e, "netns link not readable, skipped");
                     None
@@ -234,7 +242,7 @@ fn scan_proc(proc_root: &Path, host: NetnsKey, found: &mut HashMap<NetnsKey, Fou
     for pid in pids {
         let path = proc_root.join(pid.to_string()).join("ns/net");
         let key = match stat_key(&path) {
-            Ok(key) => key,
+            Ok(key) => netns_key(key),
             Err(e) => {
                 debug!(pid, error = %e, "process gone or denied, skipped");
                 continue;

@@ -4,9 +4,9 @@ use std::collections::{HashMap, HashSet};
 
 use tracing::{debug, warn};
 
-use crate::model::{Batch, IfAddress, Interface, NetnsKey, NetnsRef, Peer, PodNetwork};
-use crate::sys::netlink::{AddrInfo, LinkInfo, NetlinkError, RouteSocket, Watch};
-use crate::sys::netns::{NetnsFile, open_sockets_in};
+use crate::model::{Batch, Counters, IfAddress, Interface, NetnsKey, NetnsRef, Peer, PodNetwork};
+use crate::sys::netlink::{AddrInfo, LinkCounters, LinkInfo, NetlinkError, RouteSocket, Watch};
+use crate::sys::netns::{NetnsFile, NsFileKey, open_sockets_in};
 
 use super::super::ResolverError;
 use super::Config;
@@ -50,7 +50,7 @@ impl NetnsHandle {
             let mut all_there = true;
             for iface in &mut links.interfaces {
                 match self.socket.link_stats(iface.ifindex)? {
-                    Some(counters) => iface.counters = counters,
+                    Some(counters) => iface.counters = pod_counters(counters),
                     None => all_there = false,
                 }
             }
@@ -71,7 +71,7 @@ impl NetnsHandle {
             if same_links && !self.socket.take_changed() {
                 for iface in &mut links.interfaces {
                     if let Ok(at) = stats.binary_search_by_key(&iface.ifindex, |(i, _)| *i) {
-                        iface.counters = stats[at].1;
+                        iface.counters = pod_counters(stats[at].1);
                     }
                 }
                 return Ok(false);
@@ -260,7 +260,7 @@ impl InterfaceMapper {
                 continue;
             }
             match NetnsFile::open(&netns.path) {
-                Ok(file) if file.key() == key => files.push(file),
+                Ok(file) if netns_key(file.key()) == key => files.push(file),
                 Ok(_) => debug!(
                     path = %netns.path.display(),
                     "namespace changed since the scan (pid reused?), skipped this cycle"
@@ -279,7 +279,7 @@ impl InterfaceMapper {
                 Ok(socket) => {
                     opened += 1;
                     self.handles.insert(
-                        file.key(),
+                        netns_key(file.key()),
                         NetnsHandle {
                             file: Some(file),
                             nsid: None,
@@ -456,12 +456,35 @@ fn interfaces(links: Vec<LinkInfo>, addrs: Vec<AddrInfo>, config: &Config) -> Ve
                 mac: link.mac.as_deref().map(format_mac),
                 addresses,
                 peer: None,
-                counters: link.stats.unwrap_or_default(),
+                counters: link.stats.map(pod_counters).unwrap_or_default(),
             }
         })
         .collect();
     out.sort_by_key(|i| i.ifindex);
     out
+}
+
+/// The model's name for the namespace a namespace file is.
+fn netns_key(k: NsFileKey) -> NetnsKey {
+    NetnsKey {
+        dev: k.dev,
+        inode: k.inode,
+    }
+}
+
+/// A pod interface's counters, from the kernel's counters of its pod-side link: the pod
+/// receives what its end of the link receives.
+fn pod_counters(c: LinkCounters) -> Counters {
+    Counters {
+        rx_bytes: c.rx_bytes,
+        tx_bytes: c.tx_bytes,
+        rx_packets: c.rx_packets,
+        tx_packets: c.tx_packets,
+        rx_errors: c.rx_errors,
+        tx_errors: c.tx_errors,
+        rx_dropped: c.rx_dropped,
+        tx_dropped: c.tx_dropped,
+    }
 }
 
 fn format_mac(bytes: &[u8]) -> String {

@@ -8,8 +8,6 @@ use netlink_packet_route::link::{
     LinkAttribute, LinkInfo as NlLinkInfo, LinkLayerType, LinkMessage, Stats64,
 };
 
-use crate::model::Counters;
-
 /// Decodes one netlink frame (header included) as a link message, as the socket layer does for
 /// each frame of a dump; `None` for anything else or anything malformed. The fuzz target's entry.
 pub fn decode_link_frame(frame: &[u8]) -> Option<LinkInfo> {
@@ -41,7 +39,7 @@ pub struct LinkInfo {
     /// `IFLA_LINK_NETNSID`: the id, in this namespace, of the namespace `link` lives in.
     pub link_netnsid: Option<i32>,
     /// `IFLA_STATS64`, when the dump included statistics.
-    pub stats: Option<Counters>,
+    pub stats: Option<LinkCounters>,
 }
 
 impl LinkInfo {
@@ -62,7 +60,7 @@ impl LinkInfo {
                 LinkAttribute::Address(mac) => link.mac = Some(mac),
                 LinkAttribute::Link(index) => link.link = Some(index),
                 LinkAttribute::LinkNetNsId(id) => link.link_netnsid = Some(id),
-                LinkAttribute::Stats64(s) => link.stats = Some(counters_from(&s)),
+                LinkAttribute::Stats64(s) => link.stats = Some(LinkCounters::from(&s)),
                 LinkAttribute::LinkInfo(infos) => {
                     for info in infos {
                         if let NlLinkInfo::Kind(kind) = info {
@@ -84,17 +82,32 @@ impl LinkInfo {
     }
 }
 
-/// The counters netshim reports, out of the kernel's `rtnl_link_stats64`.
-pub(crate) fn counters_from(s: &Stats64) -> Counters {
-    Counters {
-        rx_bytes: s.rx_bytes,
-        tx_bytes: s.tx_bytes,
-        rx_packets: s.rx_packets,
-        tx_packets: s.tx_packets,
-        rx_errors: s.rx_errors,
-        tx_errors: s.tx_errors,
-        rx_dropped: s.rx_dropped,
-        tx_dropped: s.tx_dropped,
+/// The part of the kernel's `rtnl_link_stats64` netshim reports, as the link counts it
+/// (`rx_bytes` is what the link received).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LinkCounters {
+    pub rx_bytes: u64,
+    pub tx_bytes: u64,
+    pub rx_packets: u64,
+    pub tx_packets: u64,
+    pub rx_errors: u64,
+    pub tx_errors: u64,
+    pub rx_dropped: u64,
+    pub tx_dropped: u64,
+}
+
+impl From<&Stats64> for LinkCounters {
+    fn from(s: &Stats64) -> Self {
+        LinkCounters {
+            rx_bytes: s.rx_bytes,
+            tx_bytes: s.tx_bytes,
+            rx_packets: s.rx_packets,
+            tx_packets: s.tx_packets,
+            rx_errors: s.rx_errors,
+            tx_errors: s.tx_errors,
+            rx_dropped: s.rx_dropped,
+            tx_dropped: s.tx_dropped,
+        }
     }
 }
 

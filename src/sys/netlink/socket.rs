@@ -6,8 +6,9 @@ use std::os::fd::{AsRawFd, BorrowedFd};
 use std::time::Duration;
 
 use netlink_packet_core::{
-    NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_MULTIPART, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage,
-    NetlinkPayload,
+    ErrorBuffer, NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_MULTIPART, NLM_F_REQUEST, NLMSG_ALIGNTO,
+    NLMSG_DONE, NLMSG_ERROR, NLMSG_NOOP, NLMSG_OVERRUN, NetlinkBuffer, NetlinkHeader,
+    NetlinkMessage, NetlinkPayload,
 };
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_packet_route::address::AddressMessage;
@@ -18,14 +19,10 @@ use netlink_sys::{Socket, SocketAddr};
 
 use netlink_packet_route::stats::{StatsAttribute, StatsFilterMask, StatsMessage};
 
-use super::decode::{AddrInfo, LinkInfo, counters_from};
-use crate::model::Counters;
+use super::decode::{AddrInfo, LinkCounters, LinkInfo};
 
-const NLMSG_HDRLEN: usize = 16;
-const NLMSG_NOOP: u16 = 1;
-const NLMSG_ERROR: u16 = 2;
-const NLMSG_DONE: u16 = 3;
-const NLMSG_OVERRUN: u16 = 4;
+/// `netlink-packet-core` checks frames against its header length but does not export it.
+const NETLINK_HEADER_LEN: usize = std::mem::size_of::<libc::nlmsghdr>();
 /// Kernel dump datagrams are at most 32 KiB; twice that leaves room without reallocating.
 const INITIAL_BUFFER: usize = 64 * 1024;
 /// How often a dump the kernel flags as interrupted (NLM_F_DUMP_INTR: the table changed while it
@@ -87,14 +84,13 @@ pub enum Watch {
 
 impl Watch {
     fn groups(self) -> u32 {
-        const RTMGRP_LINK: u32 = 0x1;
-        const RTMGRP_IPV4_IFADDR: u32 = 0x10;
-        const RTMGRP_IPV6_IFADDR: u32 = 0x100;
-        match self {
+        use libc::{RTMGRP_IPV4_IFADDR, RTMGRP_IPV6_IFADDR, RTMGRP_LINK};
+        // libc types the bits `c_int`; every one is a small positive value.
+        (match self {
             Watch::Nothing => 0,
             Watch::Links => RTMGRP_LINK,
             Watch::LinksAndAddresses => RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR,
-        }
+        }) as u32
     }
 }
 
@@ -122,6 +118,7 @@ impl std::os::fd::AsRawFd for RouteSocket {
 }
 
 /// How one request ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Outcome {
     interrupted: bool,
 }
@@ -135,7 +132,7 @@ impl RouteSocket {
         let mut socket = Socket::new(NETLINK_ROUTE)?;
         // Port 0: the kernel picks one. Unconnected, requests go to the kernel.
         socket.bind(&SocketAddr::new(0, watch.groups()))?;
-        set_receive_timeout(&socket, RECEIVE_TIMEOUT)?;
+        socket2::SockRef::from(&socket).set_read_timeout(Some(RECEIVE_TIMEOUT))?;
         Ok(RouteSocket {
             socket,
             seq: 0,
@@ -186,7 +183,7 @@ impl RouteSocket {
 
     /// The 64-bit counters of every link of the namespace, by index (`RTM_GETSTATS` limited to
     /// `IFLA_STATS_LINK_64`): a small fraction of a full link dump's cost.
-    pub fn dump_stats(&mut self) -> Result<Vec<(u32, Counters)>, NetlinkError> {
+    pub fn dump_stats(&mut self) -> Result<Vec<(u32, LinkCounters)>, NetlinkError> {
         let mut request = StatsMessage::default();
         request.header.filter_mask = StatsFilterMask::Link64;
         self.dump(
@@ -198,7 +195,7 @@ impl RouteSocket {
                 };
                 let index = stats.header.ifindex;
                 stats.attributes.into_iter().find_map(|a| match a {
-                    StatsAttribute::Link64(s) => Some((index, counters_from(&s))),
+                    StatsAttribute::Link64(s) => Some((index, LinkCounters::from(&s))),
                     _ => None,
                 })
             },
@@ -208,7 +205,7 @@ impl RouteSocket {
     /// The 64-bit counters of one link (`RTM_GETSTATS` for its index, not a dump): for a pod
     /// with one or two interfaces, far cheaper for the kernel than a dump, which allocates a
     /// large buffer per request. `None` when the link is gone.
-    pub fn link_stats(&mut self, index: u32) -> Result<Option<Counters>, NetlinkError> {
+    pub fn link_stats(&mut self, index: u32) -> Result<Option<LinkCounters>, NetlinkError> {
         let mut request = StatsMessage::default();
         request.header.filter_mask = StatsFilterMask::Link64;
         request.header.ifindex = index;
@@ -222,7 +219,7 @@ impl RouteSocket {
                     && stats.header.ifindex == index
                 {
                     found = stats.attributes.into_iter().find_map(|a| match a {
-                        StatsAttribute::Link64(s) => Some(counters_from(&s)),
+                        StatsAttribute::Link64(s) => Some(LinkCounters::from(&s)),
                         _ => None,
                     });
                 }
@@ -350,78 +347,16 @@ impl RouteSocket {
         is_dump: bool,
         on_message: &mut dyn FnMut(RouteNetlinkMessage),
     ) -> Result<Outcome, NetlinkError> {
-        let mut outcome = Outcome { interrupted: false };
+        let mut answer = Answer {
+            op,
+            seq,
+            is_dump,
+            outcome: Outcome { interrupted: false },
+        };
         loop {
             let n = self.receive(buf, op)?;
-            let mut offset = 0;
-            while offset + NLMSG_HDRLEN <= n {
-                let frame = &buf[offset..n];
-                let len = read_u32(frame, 0) as usize;
-                if len < NLMSG_HDRLEN || len > frame.len() {
-                    return Err(NetlinkError::Malformed {
-                        op,
-                        detail: format!("message length {len} with {} bytes left", frame.len()),
-                    });
-                }
-                let kind = read_u16(frame, 4);
-                let flags = read_u16(frame, 6);
-                let msg_seq = read_u32(frame, 8);
-                offset += align4(len);
-                if msg_seq != seq {
-                    // Sequence 0 is a notification; anything else is a late answer to an
-                    // earlier request that timed out. Neither is part of this answer.
-                    if msg_seq == 0 {
-                        self.changed = true;
-                    }
-                    continue;
-                }
-                if flags & NLM_F_DUMP_INTR != 0 {
-                    outcome.interrupted = true;
-                }
-                match kind {
-                    NLMSG_NOOP => continue,
-                    NLMSG_DONE => return Ok(outcome),
-                    NLMSG_OVERRUN => {
-                        return Err(NetlinkError::Malformed {
-                            op,
-                            detail: "overrun".into(),
-                        });
-                    }
-                    NLMSG_ERROR => {
-                        let code = if len >= NLMSG_HDRLEN + 4 {
-                            read_u32(frame, NLMSG_HDRLEN) as i32
-                        } else {
-                            return Err(NetlinkError::Malformed {
-                                op,
-                                detail: "short error message".into(),
-                            });
-                        };
-                        if code == 0 {
-                            return Ok(outcome); // an acknowledgement
-                        }
-                        return Err(NetlinkError::Kernel {
-                            op,
-                            source: io::Error::from_raw_os_error(code.saturating_neg()),
-                        });
-                    }
-                    _ => {
-                        match NetlinkMessage::<RouteNetlinkMessage>::deserialize(&frame[..len]) {
-                            Ok(NetlinkMessage {
-                                payload: NetlinkPayload::InnerMessage(m),
-                                ..
-                            }) => on_message(m),
-                            Ok(_) => {}
-                            // A message `netlink-packet-route` cannot decode is skipped; the
-                            // rest of the answer is still used.
-                            Err(e) => {
-                                tracing::debug!(op, error = %e, "undecodable netlink message skipped")
-                            }
-                        }
-                        if !is_dump && flags & NLM_F_MULTIPART == 0 {
-                            return Ok(outcome);
-                        }
-                    }
-                }
+            if let Some(outcome) = answer.read(&buf[..n], &mut self.changed, on_message)? {
+                return Ok(outcome);
             }
         }
     }
@@ -449,42 +384,96 @@ impl RouteSocket {
     }
 }
 
-fn set_receive_timeout(socket: &Socket, timeout: Duration) -> io::Result<()> {
-    let tv = libc::timeval {
-        tv_sec: timeout.as_secs() as libc::time_t,
-        tv_usec: timeout.subsec_micros() as libc::suseconds_t,
-    };
-    // SAFETY: the fd is a live socket owned by `socket`; `tv` is a valid timeval and its exact
-    // size is passed.
-    let rc = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVTIMEO,
-            (&tv as *const libc::timeval).cast(),
-            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
+/// The answer to one request, as its datagrams arrive.
+struct Answer {
+    op: &'static str,
+    seq: u32,
+    is_dump: bool,
+    outcome: Outcome,
+}
+
+impl Answer {
+    /// Reads the messages of one datagram: those of this answer go to `on_message`, a
+    /// notification sets `changed`. Returns the outcome once the answer is complete, `None` when
+    /// it continues in the next datagram.
+    fn read(
+        &mut self,
+        datagram: &[u8],
+        changed: &mut bool,
+        on_message: &mut dyn FnMut(RouteNetlinkMessage),
+    ) -> Result<Option<Outcome>, NetlinkError> {
+        let op = self.op;
+        let mut offset = 0;
+        while offset + NETLINK_HEADER_LEN <= datagram.len() {
+            let rest = &datagram[offset..];
+            let frame = NetlinkBuffer::new_checked(rest).map_err(|_| {
+                // The header is in bounds (checked above): only its length field is wrong.
+                let len = NetlinkBuffer::new(rest).length();
+                NetlinkError::Malformed {
+                    op,
+                    detail: format!("message length {len} with {} bytes left", rest.len()),
+                }
+            })?;
+            let len = frame.length() as usize;
+            let flags = frame.flags();
+            let msg_seq = frame.sequence_number();
+            offset += len.next_multiple_of(usize::from(NLMSG_ALIGNTO));
+            if msg_seq != self.seq {
+                // Sequence 0 is a notification; anything else is a late answer to an earlier
+                // request that timed out. Neither is part of this answer.
+                if msg_seq == 0 {
+                    *changed = true;
+                }
+                continue;
+            }
+            if flags & NLM_F_DUMP_INTR != 0 {
+                self.outcome.interrupted = true;
+            }
+            match frame.message_type() {
+                NLMSG_NOOP => continue,
+                NLMSG_DONE => return Ok(Some(self.outcome)),
+                NLMSG_OVERRUN => {
+                    return Err(NetlinkError::Malformed {
+                        op,
+                        detail: "overrun".into(),
+                    });
+                }
+                NLMSG_ERROR => {
+                    let error = ErrorBuffer::new_checked(frame.payload()).map_err(|_| {
+                        NetlinkError::Malformed {
+                            op,
+                            detail: "short error message".into(),
+                        }
+                    })?;
+                    let Some(code) = error.code() else {
+                        return Ok(Some(self.outcome)); // an acknowledgement
+                    };
+                    return Err(NetlinkError::Kernel {
+                        op,
+                        source: io::Error::from_raw_os_error(code.get().saturating_neg()),
+                    });
+                }
+                _ => {
+                    match NetlinkMessage::<RouteNetlinkMessage>::deserialize(&rest[..len]) {
+                        Ok(NetlinkMessage {
+                            payload: NetlinkPayload::InnerMessage(m),
+                            ..
+                        }) => on_message(m),
+                        Ok(_) => {}
+                        // A message `netlink-packet-route` cannot decode is skipped; the rest
+                        // of the answer is still used.
+                        Err(e) => {
+                            tracing::debug!(op, error = %e, "undecodable netlink message skipped")
+                        }
+                    }
+                    if !self.is_dump && flags & NLM_F_MULTIPART == 0 {
+                        return Ok(Some(self.outcome));
+                    }
+                }
+            }
+        }
+        Ok(None)
     }
-}
-
-fn align4(len: usize) -> usize {
-    (len + 3) & !3
-}
-
-/// Reads a native-endian u32 at `at`; callers have checked that the header is in bounds.
-fn read_u32(b: &[u8], at: usize) -> u32 {
-    let mut v = [0u8; 4];
-    v.copy_from_slice(&b[at..at + 4]);
-    u32::from_ne_bytes(v)
-}
-
-fn read_u16(b: &[u8], at: usize) -> u16 {
-    u16::from_ne_bytes([b[at], b[at + 1]])
 }
 
 #[cfg(test)]
@@ -519,5 +508,202 @@ mod tests {
         use std::os::fd::AsFd;
         let err = s.netns_id(f.as_fd()).expect_err("not a netns");
         assert!(matches!(err, NetlinkError::Kernel { .. }), "{err}");
+    }
+
+    /// Framing of answers, on datagrams made here: message boundaries, sequence numbers,
+    /// multi-part dumps, DONE, ERROR and malformed headers.
+    mod framing {
+        use netlink_packet_core::{DoneMessage, ErrorMessage};
+
+        use super::*;
+
+        const SEQ: u32 = 7;
+
+        fn message(payload: NetlinkPayload<RouteNetlinkMessage>, seq: u32, flags: u16) -> Vec<u8> {
+            let mut packet = NetlinkMessage::new(NetlinkHeader::default(), payload);
+            packet.finalize();
+            packet.header.sequence_number = seq;
+            packet.header.flags = flags;
+            let mut out = vec![0u8; packet.buffer_len()];
+            packet.serialize(&mut out);
+            // Padded to the next message, as the kernel lays them out.
+            out.resize(out.len().next_multiple_of(4), 0);
+            out
+        }
+
+        fn link(index: u32, seq: u32, flags: u16) -> Vec<u8> {
+            let mut msg = LinkMessage::default();
+            msg.header.index = index;
+            message(RouteNetlinkMessage::NewLink(msg).into(), seq, flags)
+        }
+
+        fn done(seq: u32, flags: u16) -> Vec<u8> {
+            message(NetlinkPayload::Done(DoneMessage::default()), seq, flags)
+        }
+
+        fn error(code: i32, seq: u32) -> Vec<u8> {
+            let mut e = ErrorMessage::default();
+            e.code = std::num::NonZeroI32::new(code);
+            e.header = vec![0; NETLINK_HEADER_LEN];
+            message(NetlinkPayload::Error(e), seq, 0)
+        }
+
+        /// A message of this answer written by hand: a header and `body` zero bytes.
+        fn raw(kind: u16, flags: u16, body: usize) -> Vec<u8> {
+            let len = NETLINK_HEADER_LEN + body;
+            let mut out = vec![0u8; len];
+            out[..4].copy_from_slice(&(len as u32).to_ne_bytes());
+            out[4..6].copy_from_slice(&kind.to_ne_bytes());
+            out[6..8].copy_from_slice(&flags.to_ne_bytes());
+            out[8..12].copy_from_slice(&SEQ.to_ne_bytes());
+            out
+        }
+
+        fn answer(is_dump: bool) -> Answer {
+            Answer {
+                op: "test",
+                seq: SEQ,
+                is_dump,
+                outcome: Outcome { interrupted: false },
+            }
+        }
+
+        /// Reads `datagrams` in turn until the answer completes or fails; the indexes of the
+        /// link messages received, and whether a notification was seen.
+        fn read_all(
+            answer: &mut Answer,
+            datagrams: &[Vec<u8>],
+        ) -> (Result<Option<Outcome>, NetlinkError>, Vec<u32>, bool) {
+            let mut changed = false;
+            let mut links = Vec::new();
+            let mut on_message = |m: RouteNetlinkMessage| {
+                if let RouteNetlinkMessage::NewLink(l) = m {
+                    links.push(l.header.index);
+                }
+            };
+            for d in datagrams {
+                match answer.read(d, &mut changed, &mut on_message) {
+                    Ok(None) => continue,
+                    other => return (other, links, changed),
+                }
+            }
+            (Ok(None), links, changed)
+        }
+
+        #[test]
+        fn a_dump_runs_over_datagrams_until_done_skipping_other_sequences() {
+            let first = [
+                link(1, 0, 0), // a notification
+                link(2, SEQ, NLM_F_MULTIPART),
+                link(3, SEQ - 1, NLM_F_MULTIPART), // a late answer to an earlier request
+            ]
+            .concat();
+            let second = [
+                link(4, SEQ, NLM_F_MULTIPART),
+                done(SEQ, NLM_F_MULTIPART),
+                link(5, SEQ, NLM_F_MULTIPART), // after DONE: not read
+            ]
+            .concat();
+            let mut a = answer(true);
+            let (outcome, links, changed) = read_all(&mut a, &[first, second]);
+            assert_eq!(outcome.unwrap(), Some(Outcome { interrupted: false }));
+            assert_eq!(links, [2, 4]);
+            assert!(changed);
+        }
+
+        #[test]
+        fn an_interrupted_dump_is_reported() {
+            let datagram = [
+                link(1, SEQ, NLM_F_MULTIPART | NLM_F_DUMP_INTR),
+                done(SEQ, NLM_F_MULTIPART),
+            ]
+            .concat();
+            let (outcome, links, changed) = read_all(&mut answer(true), &[datagram]);
+            assert_eq!(outcome.unwrap(), Some(Outcome { interrupted: true }));
+            assert_eq!(links, [1]);
+            assert!(!changed);
+        }
+
+        #[test]
+        fn a_single_reply_ends_the_answer_unless_multipart() {
+            let datagram = [link(1, SEQ, 0), link(2, SEQ, 0)].concat();
+            let (outcome, links, _) = read_all(&mut answer(false), &[datagram]);
+            assert_eq!(outcome.unwrap(), Some(Outcome { interrupted: false }));
+            assert_eq!(links, [1]);
+
+            let parts = [link(1, SEQ, NLM_F_MULTIPART), done(SEQ, 0)].concat();
+            let (outcome, links, _) = read_all(&mut answer(false), &[parts]);
+            assert!(outcome.unwrap().is_some());
+            assert_eq!(links, [1]);
+        }
+
+        #[test]
+        fn errors_and_acknowledgements() {
+            let (outcome, _, _) = read_all(&mut answer(false), &[error(-libc::ENODEV, SEQ)]);
+            let err = outcome.unwrap_err();
+            assert!(matches!(err, NetlinkError::Kernel { .. }), "{err}");
+            assert_eq!(err.raw_os_error(), Some(libc::ENODEV));
+
+            let (outcome, _, _) = read_all(&mut answer(false), &[error(0, SEQ)]);
+            assert_eq!(outcome.unwrap(), Some(Outcome { interrupted: false }));
+
+            // Another request's error is not this answer's.
+            let datagram = [error(-libc::ENODEV, SEQ + 1), link(1, SEQ, 0)].concat();
+            let (outcome, links, _) = read_all(&mut answer(false), &[datagram]);
+            assert!(outcome.unwrap().is_some());
+            assert_eq!(links, [1]);
+        }
+
+        #[test]
+        fn malformed_frames_fail_the_request() {
+            let mut long = link(1, SEQ, 0);
+            let real = long.len();
+            long[..4].copy_from_slice(&(real as u32 + 100).to_ne_bytes());
+            let (outcome, _, _) = read_all(&mut answer(false), &[long]);
+            assert_eq!(
+                outcome.unwrap_err().to_string(),
+                format!(
+                    "netlink test: malformed reply: message length {} with {real} bytes left",
+                    real + 100
+                )
+            );
+
+            let mut short = link(1, SEQ, 0);
+            short[..4].copy_from_slice(&8u32.to_ne_bytes());
+            let (outcome, _, _) = read_all(&mut answer(false), &[short]);
+            assert!(
+                outcome
+                    .unwrap_err()
+                    .to_string()
+                    .contains("message length 8 with"),
+            );
+
+            // An NLMSG_ERROR too short to hold its code.
+            let short_error = raw(NLMSG_ERROR, 0, 2);
+            let (outcome, _, _) = read_all(&mut answer(false), &[short_error]);
+            assert_eq!(
+                outcome.unwrap_err().to_string(),
+                "netlink test: malformed reply: short error message"
+            );
+
+            let overrun = message(NetlinkPayload::Overrun(vec![0; 4]), SEQ, 0);
+            let (outcome, _, _) = read_all(&mut answer(true), &[overrun]);
+            assert_eq!(
+                outcome.unwrap_err().to_string(),
+                "netlink test: malformed reply: overrun"
+            );
+        }
+
+        #[test]
+        fn undecodable_messages_and_trailing_bytes_are_skipped() {
+            // RTM_NEWLINK whose body is too short for an ifinfomsg.
+            let bad = raw(libc::RTM_NEWLINK, NLM_F_MULTIPART, 4);
+            let mut datagram = [bad, link(2, SEQ, NLM_F_MULTIPART)].concat();
+            // Fewer bytes than a header at the end of a datagram are no message.
+            datagram.extend_from_slice(&[0xff; NETLINK_HEADER_LEN - 1]);
+            let (outcome, links, _) = read_all(&mut answer(true), &[datagram, done(SEQ, 0)]);
+            assert!(outcome.unwrap().is_some());
+            assert_eq!(links, [2]);
+        }
     }
 }
