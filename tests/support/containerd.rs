@@ -9,9 +9,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use super::cri_api::{
+    self, LinuxPodSandboxConfig, LinuxSandboxSecurityContext, PodSandboxConfig,
+    RuntimeServiceClient,
+};
 use netshim::receivers::cri::proto::{
-    self, LinuxPodSandboxConfig, LinuxSandboxSecurityContext, NamespaceMode, NamespaceOption,
-    PodSandboxConfig, PodSandboxMetadata, RuntimeServiceClient,
+    ListPodSandboxRequest, NamespaceMode, NamespaceOption, PodSandboxMetadata,
 };
 use tonic::transport::{Channel, Endpoint};
 
@@ -443,13 +446,14 @@ impl Containerd {
                         } as i32,
                         ..Default::default()
                     }),
+                    ..Default::default()
                 }),
                 ..Default::default()
             }),
             ..Default::default()
         };
         let response = client
-            .run_pod_sandbox(proto::RunPodSandboxRequest {
+            .run_pod_sandbox(cri_api::RunPodSandboxRequest {
                 config: Some(config),
                 runtime_handler: String::new(),
             })
@@ -462,7 +466,7 @@ impl Containerd {
     pub async fn stop_pod(&self, id: &str) {
         let mut client = self.client().await;
         client
-            .stop_pod_sandbox(proto::StopPodSandboxRequest {
+            .stop_pod_sandbox(cri_api::StopPodSandboxRequest {
                 pod_sandbox_id: id.into(),
             })
             .await
@@ -473,7 +477,7 @@ impl Containerd {
     pub async fn remove_pod(&self, id: &str) {
         let mut client = self.client().await;
         client
-            .remove_pod_sandbox(proto::RemovePodSandboxRequest {
+            .remove_pod_sandbox(cri_api::RemovePodSandboxRequest {
                 pod_sandbox_id: id.into(),
             })
             .await
@@ -484,19 +488,19 @@ impl Containerd {
     async fn remove_all(&self) {
         let mut client = self.client().await;
         let Ok(list) = client
-            .list_pod_sandbox(proto::ListPodSandboxRequest::default())
+            .list_pod_sandbox(ListPodSandboxRequest::default())
             .await
         else {
             return;
         };
         for sb in list.into_inner().items {
             let _ = client
-                .stop_pod_sandbox(proto::StopPodSandboxRequest {
+                .stop_pod_sandbox(cri_api::StopPodSandboxRequest {
                     pod_sandbox_id: sb.id.clone(),
                 })
                 .await;
             let _ = client
-                .remove_pod_sandbox(proto::RemovePodSandboxRequest {
+                .remove_pod_sandbox(cri_api::RemovePodSandboxRequest {
                     pod_sandbox_id: sb.id,
                 })
                 .await;

@@ -8,13 +8,9 @@
 //! network namespaces made by the test, so everything after the CRI answers is real.
 
 use std::collections::HashMap;
-use std::convert::Infallible;
-use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::Instant;
 
 use futures::StreamExt;
@@ -22,7 +18,7 @@ use futures::stream::BoxStream;
 use netshim::receivers::cri::proto::*;
 use tokio::sync::{broadcast, watch};
 
-const SERVICE: &str = "/runtime.v1.RuntimeService/";
+use super::cri_api::{RuntimeService, RuntimeServiceServer};
 
 /// One pod the fake runtime lists, in the ready state.
 #[derive(Clone, Debug)]
@@ -71,7 +67,7 @@ impl FakeCri {
             let conn = listener.accept().await.map(|(stream, _)| stream);
             Some((conn, listener))
         });
-        let service = runtime.clone();
+        let service = RuntimeServiceServer::new(runtime.clone());
         let server = tokio::spawn(async move {
             let _ = tonic::transport::Server::builder()
                 .add_service(service)
@@ -102,6 +98,7 @@ impl FakeCri {
             container_event_type: kind as i32,
             created_at: 0,
             pod_sandbox_status: None,
+            containers_statuses: Vec::new(),
         };
         self.runtime.events.send(event).unwrap_or(0)
     }
@@ -140,82 +137,79 @@ impl Drop for FakeCri {
     }
 }
 
-impl tonic::server::NamedService for Runtime {
-    const NAME: &'static str = "runtime.v1.RuntimeService";
-}
-
-type Reply = http::Response<tonic::body::Body>;
-
-impl tower::Service<http::Request<tonic::body::Body>> for Runtime {
-    type Response = Reply;
-    type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Reply, Infallible>> + Send>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
+/// The calls the agent makes; the others answer `UNIMPLEMENTED` (the generated defaults).
+#[tonic::async_trait]
+impl RuntimeService for Runtime {
+    async fn version(
+        &self,
+        _: tonic::Request<VersionRequest>,
+    ) -> Result<tonic::Response<VersionResponse>, tonic::Status> {
+        Ok(tonic::Response::new(VersionResponse {
+            version: "0.1.0".into(),
+            runtime_name: "fake-cri".into(),
+            runtime_version: "0".into(),
+            runtime_api_version: "v1".into(),
+        }))
     }
 
-    fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
-        let runtime = self.clone();
-        Box::pin(async move {
-            let method = request
-                .uri()
-                .path()
-                .strip_prefix(SERVICE)
-                .unwrap_or_default()
-                .to_string();
-            let reply = match method.as_str() {
-                "Version" => {
-                    unary(request, |_: VersionRequest| VersionResponse {
-                        version: "0.1.0".into(),
-                        runtime_name: "fake-cri".into(),
-                        runtime_version: "0".into(),
-                        runtime_api_version: "v1".into(),
-                    })
-                    .await
+    async fn list_pod_sandbox(
+        &self,
+        _: tonic::Request<ListPodSandboxRequest>,
+    ) -> Result<tonic::Response<ListPodSandboxResponse>, tonic::Status> {
+        self.lists.lock().unwrap().push(Instant::now());
+        let pods = self.pods.lock().unwrap();
+        Ok(tonic::Response::new(ListPodSandboxResponse {
+            items: pods.iter().map(listed).collect(),
+        }))
+    }
+
+    async fn list_containers(
+        &self,
+        _: tonic::Request<ListContainersRequest>,
+    ) -> Result<tonic::Response<ListContainersResponse>, tonic::Status> {
+        Ok(tonic::Response::new(ListContainersResponse::default()))
+    }
+
+    async fn pod_sandbox_status(
+        &self,
+        request: tonic::Request<PodSandboxStatusRequest>,
+    ) -> Result<tonic::Response<PodSandboxStatusResponse>, tonic::Status> {
+        let id = request.into_inner().pod_sandbox_id;
+        let pods = self.pods.lock().unwrap();
+        Ok(tonic::Response::new(
+            pods.iter()
+                .find(|p| p.id == id)
+                .map(status)
+                .unwrap_or_default(),
+        ))
+    }
+
+    async fn get_container_events(
+        &self,
+        _: tonic::Request<GetEventsRequest>,
+    ) -> Result<
+        tonic::Response<BoxStream<'static, Result<ContainerEventResponse, tonic::Status>>>,
+        tonic::Status,
+    > {
+        self.subscriptions.fetch_add(1, Ordering::SeqCst);
+        // Both receivers live in the stream's state: ending the stream drops them, so
+        // `subscribers()` counts only open streams.
+        let state = (self.events.subscribe(), self.close.subscribe());
+        let events = futures::stream::unfold(state, |(mut rx, mut close)| async move {
+            loop {
+                tokio::select! {
+                    got = rx.recv() => match got {
+                        Ok(event) => return Some((Ok(event), (rx, close))),
+                        Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                        Err(broadcast::error::RecvError::Closed) => return None,
+                    },
+                    // `close_event_streams` (or the runtime gone).
+                    _ = close.changed() => return None,
                 }
-                "ListPodSandbox" => {
-                    runtime.lists.lock().unwrap().push(Instant::now());
-                    let pods = runtime.pods.lock().unwrap().clone();
-                    unary(request, move |_: ListPodSandboxRequest| {
-                        ListPodSandboxResponse {
-                            items: pods.iter().map(listed).collect(),
-                        }
-                    })
-                    .await
-                }
-                "ListContainers" => {
-                    unary(request, |_: ListContainersRequest| {
-                        ListContainersResponse::default()
-                    })
-                    .await
-                }
-                "PodSandboxStatus" => {
-                    let pods = runtime.pods.lock().unwrap().clone();
-                    unary(request, move |r: PodSandboxStatusRequest| {
-                        pods.iter()
-                            .find(|p| p.id == r.pod_sandbox_id)
-                            .map(status)
-                            .unwrap_or_default()
-                    })
-                    .await
-                }
-                "GetContainerEvents" => {
-                    let mut grpc = tonic::server::Grpc::new(tonic_prost::ProstCodec::<
-                        ContainerEventResponse,
-                        GetEventsRequest,
-                    >::default());
-                    runtime.subscriptions.fetch_add(1, Ordering::SeqCst);
-                    let events = Events {
-                        events: runtime.events.clone(),
-                        close: Arc::clone(&runtime.close),
-                    };
-                    grpc.server_streaming(events, request).await
-                }
-                _ => tonic::Status::unimplemented(method).into_http(),
-            };
-            Ok(reply)
+            }
         })
+        .boxed();
+        Ok(tonic::Response::new(events))
     }
 }
 
@@ -252,62 +246,6 @@ fn status(pod: &FakePod) -> PodSandboxStatusResponse {
             ..PodSandboxStatus::default()
         }),
         info: HashMap::from([("info".to_string(), info.to_string())]),
-        timestamp: 0,
-    }
-}
-
-/// Answers one unary call with `answer(request)`.
-async fn unary<Req, Resp>(
-    request: http::Request<tonic::body::Body>,
-    answer: impl FnMut(Req) -> Resp + Send + 'static,
-) -> Reply
-where
-    Req: prost::Message + Default + Send + 'static,
-    Resp: prost::Message + Send + 'static,
-{
-    let mut grpc = tonic::server::Grpc::new(tonic_prost::ProstCodec::<Resp, Req>::default());
-    grpc.unary(Unary(answer), request).await
-}
-
-struct Unary<F>(F);
-
-impl<Req, Resp, F: FnMut(Req) -> Resp> tonic::server::UnaryService<Req> for Unary<F> {
-    type Response = Resp;
-    type Future = std::future::Ready<Result<tonic::Response<Resp>, tonic::Status>>;
-
-    fn call(&mut self, request: tonic::Request<Req>) -> Self::Future {
-        std::future::ready(Ok(tonic::Response::new((self.0)(request.into_inner()))))
-    }
-}
-
-struct Events {
-    events: broadcast::Sender<ContainerEventResponse>,
-    close: Arc<watch::Sender<u64>>,
-}
-
-impl tonic::server::ServerStreamingService<GetEventsRequest> for Events {
-    type Response = ContainerEventResponse;
-    type ResponseStream = BoxStream<'static, Result<ContainerEventResponse, tonic::Status>>;
-    type Future = std::future::Ready<Result<tonic::Response<Self::ResponseStream>, tonic::Status>>;
-
-    fn call(&mut self, _: tonic::Request<GetEventsRequest>) -> Self::Future {
-        // Both receivers live in the stream's state: ending the stream drops them, so
-        // `subscribers()` counts only open streams.
-        let state = (self.events.subscribe(), self.close.subscribe());
-        let events = futures::stream::unfold(state, |(mut rx, mut close)| async move {
-            loop {
-                tokio::select! {
-                    got = rx.recv() => match got {
-                        Ok(event) => return Some((Ok(event), (rx, close))),
-                        Err(broadcast::error::RecvError::Lagged(_)) => continue,
-                        Err(broadcast::error::RecvError::Closed) => return None,
-                    },
-                    // `close_event_streams` (or the runtime gone).
-                    _ = close.changed() => return None,
-                }
-            }
-        })
-        .boxed();
-        std::future::ready(Ok(tonic::Response::new(events)))
+        ..PodSandboxStatusResponse::default()
     }
 }
