@@ -2,6 +2,7 @@
 //! publishes pod-perspective counters through collector-style pipelines
 //! (receivers → resolvers → exporters).
 
+pub mod backoff;
 pub mod components;
 pub mod config;
 pub mod dns;

@@ -1,9 +1,12 @@
 //! The agent's own numbers (cycles, their duration, errors by stage, what was seen), kept in
-//! atomics by the pipeline and read by exporters (`netshim_*` on the Prometheus endpoint).
+//! atomics by the pipeline and read by exporters (`netshim_*` on the Prometheus endpoint). One
+//! [`AgentMetrics`] per agent, handed to every component in its `BuildContext`: the pipeline
+//! writes to it, pushing exporters report their statistics through it
+//! ([`AgentMetrics::report_exporter`]), the Prometheus exporter reads it.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, Weak};
 use std::time::{Duration, SystemTime};
 
 /// Upper bounds, in seconds, of the cycle duration histogram.
@@ -22,6 +25,40 @@ pub struct AgentMetrics {
     last_success_millis: AtomicU64,
     /// Errors by (stage, component id).
     errors: Mutex<BTreeMap<(String, String), u64>>,
+    /// Started pushing exporters, by component id; gone when the exporter is.
+    exporters: Mutex<Vec<(String, Weak<dyn ExporterStatsSource>)>>,
+}
+
+/// What an exporter has done so far, for its own metrics (`netshim_exporter_*`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ExporterStats {
+    /// Batches (snapshots) the collector accepted.
+    pub sent_batches: u64,
+    /// Data points in them (including any the collector then rejected).
+    pub sent_points: u64,
+    /// Data points a collector reported as rejected in a partial success.
+    pub rejected_points: u64,
+    /// Batches dropped because the queue was full (the oldest goes).
+    pub dropped_queue_full: u64,
+    /// Batches dropped after a permanent error or when retrying gave up.
+    pub dropped_failed: u64,
+    /// Batches still pending when the shutdown bound ran out.
+    pub dropped_shutdown: u64,
+    /// Data points in all dropped batches.
+    pub dropped_points: u64,
+    /// Attempts made again after a retryable failure.
+    pub retries: u64,
+    /// Batches waiting now (the one being sent not included).
+    pub queue_length: u64,
+    /// `sending_queue.queue_size` (0 when the queue is disabled).
+    pub queue_capacity: u64,
+    /// Bytes of the waiting batches.
+    pub queue_bytes: u64,
+}
+
+/// Something that can tell an exporter's [`ExporterStats`] now (its sending queue).
+pub trait ExporterStatsSource: Send + Sync {
+    fn stats(&self) -> ExporterStats;
 }
 
 /// A copy of the numbers, for rendering.
@@ -36,8 +73,8 @@ pub struct MetricsView {
     /// Unix seconds of the last cycle that completed, 0 before the first.
     pub last_success: f64,
     pub errors: BTreeMap<(String, String), u64>,
-    /// What each OTLP exporter has sent, dropped and queued, by component id.
-    pub exporters: Vec<(String, crate::exporters::otlp::ExporterStats)>,
+    /// What each pushing exporter has sent, dropped and queued, by component id.
+    pub exporters: Vec<(String, ExporterStats)>,
 }
 
 impl AgentMetrics {
@@ -68,6 +105,23 @@ impl AgentMetrics {
             .or_default() += 1;
     }
 
+    /// Publishes the statistics of exporter `id` (`otlp_grpc`, `otlp_http/backup`, …) from
+    /// now on, for as long as `source` lives.
+    pub fn report_exporter(&self, id: &str, source: Weak<dyn ExporterStatsSource>) {
+        let mut all = self.exporters.lock().unwrap_or_else(|e| e.into_inner());
+        all.retain(|(_, w)| w.strong_count() > 0);
+        all.push((id.to_string(), source));
+    }
+
+    fn exporter_stats(&self) -> Vec<(String, ExporterStats)> {
+        self.exporters
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter_map(|(id, w)| w.upgrade().map(|s| (id.clone(), s.stats())))
+            .collect()
+    }
+
     pub fn view(&self) -> MetricsView {
         MetricsView {
             cycles: self.cycles.load(Ordering::Relaxed),
@@ -84,7 +138,7 @@ impl AgentMetrics {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .clone(),
-            exporters: crate::exporters::otlp::all_stats(),
+            exporters: self.exporter_stats(),
         }
     }
 }

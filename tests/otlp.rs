@@ -17,12 +17,14 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use netshim::components::BuildContext;
 use netshim::exporters::Exporter;
+use netshim::exporters::otlp::OtlpExporter;
 use netshim::exporters::otlp::config::Protocol;
-use netshim::exporters::otlp::{ExporterStats, OtlpExporter};
 use netshim::model::{Batch, Counters, PodIdentity, PodNetwork, Snapshot};
 use netshim::receivers::netns::{Config as NetnsConfig, NetnsReceiver};
 use netshim::resolvers::interfaces::{Config as InterfacesConfig, InterfaceMapper};
+use netshim::self_metrics::ExporterStats;
 use serde_json::{Value, json};
 use support::otlp_sink::{Sink, venv};
 use support::*;
@@ -57,13 +59,18 @@ fn nanos(t: SystemTime) -> u64 {
     t.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_nanos() as u64
 }
 
-/// A port free on loopback now.
+/// An exporter with the test's settings, reporting to an agent of its own.
 fn exporter(protocol: Protocol, settings: Value) -> OtlpExporter {
+    exporter_in(&BuildContext::new("test"), protocol, settings)
+}
+
+/// An exporter reporting its statistics to `ctx`'s agent metrics.
+fn exporter_in(ctx: &BuildContext, protocol: Protocol, settings: Value) -> OtlpExporter {
     let path = match protocol {
         Protocol::Grpc => "exporters::otlp_grpc/test",
         Protocol::Http => "exporters::otlp_http/test",
     };
-    OtlpExporter::build(protocol, path, settings).unwrap_or_else(|e| panic!("{e}"))
+    OtlpExporter::build(protocol, path, settings, ctx).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// One discovery cycle (scan + resolve), kept to the test's own namespaces.
@@ -691,7 +698,9 @@ async fn rotel_receives_over_grpc_and_http_and_survives_an_outage() {
 
     let fast_retry = json!({"initial_interval": "100ms", "max_interval": "200ms",
                             "max_elapsed_time": "0s"});
-    let over_grpc = exporter(
+    let ctx = BuildContext::new("test");
+    let over_grpc = exporter_in(
+        &ctx,
         Protocol::Grpc,
         json!({"endpoint": format!("127.0.0.1:{grpc_port}"), "tls": {"insecure": true},
                "retry_on_failure": fast_retry, "sending_queue": {"queue_size": 3},
@@ -768,7 +777,9 @@ async fn rotel_receives_over_grpc_and_http_and_survives_an_outage() {
     // The sending task never failed: shutdown joins it cleanly.
     over_grpc.shutdown().await.expect("clean shutdown");
     assert!(
-        netshim::exporters::otlp::all_stats()
+        ctx.metrics
+            .view()
+            .exporters
             .iter()
             .any(|(id, _)| id == "otlp_grpc/test")
     );

@@ -11,6 +11,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::{Instrument, info, warn};
 
+use crate::backoff::Backoff;
 use crate::exporters::Exporter;
 use crate::health::Health;
 use crate::model::Sandbox;
@@ -173,7 +174,7 @@ async fn receive_loop(
 ) {
     let interval = receiver.collection_interval();
     let key = format!("receivers::{id}");
-    let mut backoff = Backoff::new(interval);
+    let mut backoff = receiver_backoff(interval);
     let mut event_scan = false; // this scan was started by an event
     loop {
         let started = tokio::time::Instant::now();
@@ -227,30 +228,8 @@ async fn receive_loop(
 }
 
 /// Retry delays after failures: 500 ms, doubling, capped at the collection interval.
-struct Backoff {
-    cap: Duration,
-    next: Duration,
-}
-
-impl Backoff {
-    const FIRST: Duration = Duration::from_millis(500);
-
-    fn new(cap: Duration) -> Self {
-        Backoff {
-            cap,
-            next: Self::FIRST.min(cap),
-        }
-    }
-
-    fn next_delay(&mut self) -> Duration {
-        let delay = self.next;
-        self.next = (self.next * 2).min(self.cap);
-        delay
-    }
-
-    fn reset(&mut self) {
-        self.next = Self::FIRST.min(self.cap);
-    }
+fn receiver_backoff(interval: Duration) -> Backoff {
+    Backoff::doubling(Duration::from_millis(500), interval)
 }
 
 /// Runs a cycle whenever one of the pipeline's receivers has something new.
@@ -314,12 +293,12 @@ mod tests {
 
     #[test]
     fn backoff_doubles_up_to_the_interval_and_resets() {
-        let mut b = Backoff::new(Duration::from_secs(3));
+        let mut b = receiver_backoff(Duration::from_secs(3));
         let delays: Vec<u128> = (0..5).map(|_| b.next_delay().as_millis()).collect();
         assert_eq!(delays, [500, 1000, 2000, 3000, 3000]);
         b.reset();
         assert_eq!(b.next_delay(), Duration::from_millis(500));
-        let mut short = Backoff::new(Duration::from_millis(200));
+        let mut short = receiver_backoff(Duration::from_millis(200));
         assert_eq!(short.next_delay(), Duration::from_millis(200));
     }
 }

@@ -1,9 +1,9 @@
 //! Settings of the `otlp_grpc` and `otlp_http` exporters: the OpenTelemetry Collector's names and
 //! defaults (`endpoint`, `tls`, `headers`, `compression`, `timeout`, `retry_on_failure`,
-//! `sending_queue`), plus `node_name`.
+//! `sending_queue`), plus `node_name`. The `tls`, `retry_on_failure` and `sending_queue` parts
+//! are the exporter helper's ([`crate::exporters::helper`]).
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use http::Uri;
@@ -11,6 +11,9 @@ use http::header::{HeaderName, HeaderValue};
 use serde::Deserialize;
 
 use crate::config::Validate;
+use crate::exporters::helper::queue::QueueSettings;
+use crate::exporters::helper::retry::RetrySettings;
+use crate::exporters::helper::tls::TlsSettings;
 
 /// Which OTLP transport a config is for: the two share their settings but not every rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,26 +66,6 @@ impl Default for Config {
     }
 }
 
-/// The Collector's `tls` client settings.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct TlsSettings {
-    /// gRPC: plaintext to a `host:port` endpoint (default false: TLS). HTTP follows the
-    /// endpoint's scheme and ignores it.
-    pub insecure: bool,
-    /// Accept any server certificate (signatures are still checked). For tests only.
-    pub insecure_skip_verify: bool,
-    /// CA certificates (PEM) to trust instead of the system's.
-    pub ca_file: Option<PathBuf>,
-    /// Client certificate (PEM) for mutual TLS; needs `key_file`.
-    pub cert_file: Option<PathBuf>,
-    /// Client private key (PEM) for mutual TLS; needs `cert_file`.
-    pub key_file: Option<PathBuf>,
-    /// The name checked against the server's certificate (and sent as SNI) instead of the
-    /// endpoint's host.
-    pub server_name_override: Option<String>,
-}
-
 /// Request body compression.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -90,62 +73,6 @@ pub enum Compression {
     #[default]
     Gzip,
     None,
-}
-
-/// The Collector's `retry_on_failure`: exponential backoff on retryable failures.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RetrySettings {
-    pub enabled: bool,
-    /// First wait after a failure (default 5s).
-    #[serde(with = "humantime_serde")]
-    pub initial_interval: Duration,
-    /// Each wait is randomised by ± this fraction (default 0.5).
-    pub randomization_factor: f64,
-    /// Each wait is the previous one times this (default 1.5).
-    pub multiplier: f64,
-    /// Upper bound of a wait (default 30s).
-    #[serde(with = "humantime_serde")]
-    pub max_interval: Duration,
-    /// A batch still failing this long after its first attempt is dropped (default 300s;
-    /// 0 = retry until it is pushed out of the queue).
-    #[serde(with = "humantime_serde")]
-    pub max_elapsed_time: Duration,
-}
-
-impl Default for RetrySettings {
-    fn default() -> Self {
-        RetrySettings {
-            enabled: true,
-            initial_interval: Duration::from_secs(5),
-            randomization_factor: 0.5,
-            multiplier: 1.5,
-            max_interval: Duration::from_secs(30),
-            max_elapsed_time: Duration::from_secs(300),
-        }
-    }
-}
-
-/// The Collector's `sending_queue`, sized in batches (one batch = one snapshot).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct QueueSettings {
-    /// When false, `export` sends (and retries) before returning.
-    pub enabled: bool,
-    /// Batches waiting at most; when full the oldest is dropped. Default: 10, not the
-    /// Collector's 1000: each batch is a whole snapshot of cumulative counters (about 1.3 KB
-    /// per pod interface), so the newest supersedes the ones before it, and 1000 of them at
-    /// 1000 pods would hold over a gigabyte through a long outage.
-    pub queue_size: usize,
-}
-
-impl Default for QueueSettings {
-    fn default() -> Self {
-        QueueSettings {
-            enabled: true,
-            queue_size: 10,
-        }
-    }
 }
 
 /// `otlp_grpc` settings: [`Config`] checked by the gRPC rules.
@@ -195,32 +122,7 @@ impl Config {
                 "metrics_endpoint is an otlp_http setting; otlp_grpc sends to endpoint".into(),
             );
         }
-        let tls = &self.tls;
-        match (&tls.cert_file, &tls.key_file) {
-            (Some(_), None) => {
-                problems.push("tls::cert_file is set but tls::key_file is not: both are needed for a client certificate".into())
-            }
-            (None, Some(_)) => {
-                problems.push("tls::key_file is set but tls::cert_file is not: both are needed for a client certificate".into())
-            }
-            _ => {}
-        }
-        for (what, path) in [
-            ("ca_file", &tls.ca_file),
-            ("cert_file", &tls.cert_file),
-            ("key_file", &tls.key_file),
-        ] {
-            if path.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
-                problems.push(format!("tls::{what} must not be empty when set"));
-            }
-        }
-        if let Some(name) = &tls.server_name_override
-            && rustls::pki_types::ServerName::try_from(name.as_str()).is_err()
-        {
-            problems.push(format!(
-                "tls::server_name_override {name:?} is not a valid DNS name or IP address"
-            ));
-        }
+        problems.extend(self.tls.problems());
         for (name, value) in &self.headers {
             if HeaderName::from_bytes(name.as_bytes()).is_err() {
                 problems.push(format!("headers: {name:?} is not a valid header name"));
@@ -233,37 +135,8 @@ impl Config {
         if self.timeout.is_zero() {
             problems.push("timeout must be greater than 0 (e.g. 5s)".into());
         }
-        let retry = &self.retry_on_failure;
-        if retry.enabled {
-            if retry.initial_interval.is_zero() {
-                problems.push("retry_on_failure::initial_interval must be greater than 0".into());
-            }
-            if retry.max_interval < retry.initial_interval {
-                problems.push(format!(
-                    "retry_on_failure::max_interval ({}) must not be less than initial_interval ({})",
-                    humantime::format_duration(retry.max_interval),
-                    humantime::format_duration(retry.initial_interval)
-                ));
-            }
-            if !(retry.multiplier >= 1.0 && retry.multiplier.is_finite()) {
-                problems.push(format!(
-                    "retry_on_failure::multiplier must be at least 1, found {}",
-                    retry.multiplier
-                ));
-            }
-            if !(0.0..=1.0).contains(&retry.randomization_factor) {
-                problems.push(format!(
-                    "retry_on_failure::randomization_factor must be between 0 and 1, found {}",
-                    retry.randomization_factor
-                ));
-            }
-        }
-        if self.sending_queue.enabled && self.sending_queue.queue_size == 0 {
-            problems.push(
-                "sending_queue::queue_size must be at least 1 (or set sending_queue::enabled: false)"
-                    .into(),
-            );
-        }
+        problems.extend(self.retry_on_failure.problems());
+        problems.extend(self.sending_queue.problems());
         problems
     }
 

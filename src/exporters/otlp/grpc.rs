@@ -16,8 +16,8 @@ use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 
 use super::config::{Compression, Config, Target};
-use super::connect::Connector;
-use super::transport::{Accepted, SendError};
+use crate::exporters::helper::connect::Connector;
+use crate::exporters::helper::{Accepted, SendError};
 
 const EXPORT_PATH: &str = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export";
 

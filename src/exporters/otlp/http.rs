@@ -17,8 +17,8 @@ use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceResp
 use prost::Message;
 
 use super::config::{Compression, Config, Target};
-use super::connect::Connector;
-use super::transport::{Accepted, SendError};
+use crate::exporters::helper::connect::Connector;
+use crate::exporters::helper::{Accepted, SendError};
 
 const PROTOBUF: &str = "application/x-protobuf";
 /// Response bodies are small (a partial success or a status); more is not read.

@@ -10,43 +10,42 @@
 //!   `netshim.pod.network.dropped` ({packet}) by `network.interface.name` and
 //!   `network.io.direction`, and the gauge `netshim.pod.interface` (1) mapping each pod
 //!   interface to its host peer. Start times are when netshim first saw each series.
-//! - **Delivery** (`queue`): `export` queues (at most `sending_queue.queue_size` batches, the
+//! - **Delivery** (the exporter helper's queue and retry): `export` queues (at most `sending_queue.queue_size` batches, the
 //!   oldest dropped when full) and returns; one task sends in order, retrying transient failures
 //!   (gRPC `UNAVAILABLE`, `RESOURCE_EXHAUSTED`, `DEADLINE_EXCEEDED`, …; HTTP 429/502/503/504;
 //!   connection errors and timeouts) with exponential backoff, honouring `RetryInfo` and
 //!   `Retry-After`. `shutdown` pushes what is pending for at most twice `timeout` (≤ 10 s).
-//! - **Transport** (`connect`, `tls`): TCP + rustls (ring) under both tonic and hyper; no
+//! - **Transport** (`grpc`, `http`, on the helper's connector and TLS settings): TCP + rustls
+//!   (ring, through hyper-rustls) under both tonic and hyper; no
 //!   OpenSSL, no protoc. TLS follows the Collector: a gRPC `host:port` is TLS unless
 //!   `tls.insecure: true`; an `http://` or `https://` scheme decides by itself.
 //!   `tls.insecure_skip_verify` works for both transports.
 
 pub mod config;
-mod connect;
 pub mod convert;
 mod grpc;
 mod http;
-mod queue;
-mod tls;
 mod transport;
 
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use prost::Message;
 use tokio::task::JoinHandle;
-use tracing::{debug, error, warn};
+use tracing::debug;
 
 use crate::components::{BuildContext, ExporterFactory};
 use crate::config::{ConfigErrors, parse_component};
 use crate::model::Snapshot;
+use crate::self_metrics::{AgentMetrics, ExporterStats};
 
 use self::config::{Config, GrpcConfig, HttpConfig, Protocol};
 use self::convert::SeriesStarts;
-pub use self::queue::ExporterStats;
-use self::queue::Shared;
-use self::transport::{Payload, Sender};
+use self::transport::Sender;
 
+use super::helper::queue::{self, SendingQueue};
+use super::helper::{Batch, retry};
 use super::{ExportError, Exporter};
 
 pub const GRPC_TYPE: &str = "otlp_grpc";
@@ -69,24 +68,26 @@ pub const HTTP_FACTORY: ExporterFactory = ExporterFactory {
 fn build_grpc(
     path: &str,
     settings: serde_json::Value,
-    _ctx: &BuildContext,
+    ctx: &BuildContext,
 ) -> Result<Box<dyn Exporter>, ConfigErrors> {
     Ok(Box::new(OtlpExporter::build(
         Protocol::Grpc,
         path,
         settings,
+        ctx,
     )?))
 }
 
 fn build_http(
     path: &str,
     settings: serde_json::Value,
-    _ctx: &BuildContext,
+    ctx: &BuildContext,
 ) -> Result<Box<dyn Exporter>, ConfigErrors> {
     Ok(Box::new(OtlpExporter::build(
         Protocol::Http,
         path,
         settings,
+        ctx,
     )?))
 }
 
@@ -99,11 +100,12 @@ pub struct OtlpExporter {
     protocol: Protocol,
     config: Config,
     series: Mutex<SeriesStarts>,
-    shared: Arc<Shared>,
+    queue: Arc<SendingQueue>,
+    /// Where the queue's statistics are published once started (`BuildContext::metrics`).
+    metrics: Arc<AgentMetrics>,
     /// Set by `start` (it reads the TLS files and needs the runtime).
     sender: Mutex<Option<Arc<Sender>>>,
     worker: Mutex<Option<JoinHandle<()>>>,
-    in_flight: Arc<Mutex<Option<Payload>>>,
     /// With the queue disabled: one export at a time, in order.
     sync_send: tokio::sync::Mutex<()>,
 }
@@ -114,37 +116,39 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl OtlpExporter {
     /// Parses and validates the settings found at `path` (`exporters::otlp_grpc/name`); does
-    /// no I/O.
+    /// no I/O. Once started, its statistics are published through `ctx.metrics`.
     pub fn build(
         protocol: Protocol,
         path: &str,
         settings: serde_json::Value,
+        ctx: &BuildContext,
     ) -> Result<Self, ConfigErrors> {
         let config = match protocol {
             Protocol::Grpc => parse_component::<GrpcConfig>(path, settings)?.0,
             Protocol::Http => parse_component::<HttpConfig>(path, settings)?.0,
         };
         let id = path.strip_prefix("exporters::").unwrap_or(path).to_string();
-        Ok(Self::new(id, protocol, config))
+        Ok(Self::new(id, protocol, config, Arc::clone(&ctx.metrics)))
     }
 
-    /// An exporter from settings already validated (see [`Config::problems`]).
-    pub fn new(id: impl Into<String>, protocol: Protocol, config: Config) -> Self {
+    /// An exporter from settings already validated (see [`Config::problems`]), reporting to
+    /// `metrics`.
+    pub fn new(
+        id: impl Into<String>,
+        protocol: Protocol,
+        config: Config,
+        metrics: Arc<AgentMetrics>,
+    ) -> Self {
         let id = id.into();
-        let capacity = if config.sending_queue.enabled {
-            config.sending_queue.queue_size
-        } else {
-            0
-        };
         OtlpExporter {
-            shared: Arc::new(Shared::new(&id, capacity)),
+            queue: Arc::new(SendingQueue::new(&id, config.sending_queue.capacity())),
+            metrics,
             id,
             protocol,
             config,
             series: Mutex::new(SeriesStarts::default()),
             sender: Mutex::new(None),
             worker: Mutex::new(None),
-            in_flight: Arc::new(Mutex::new(None)),
             sync_send: tokio::sync::Mutex::new(()),
         }
     }
@@ -160,7 +164,7 @@ impl OtlpExporter {
 
     /// What was sent, dropped and retried so far, and the queue now.
     pub fn stats(&self) -> ExporterStats {
-        self.shared.stats()
+        self.queue.stats()
     }
 
     /// How many series' start times are remembered.
@@ -185,19 +189,19 @@ impl OtlpExporter {
         *slot = Some(Arc::clone(&sender));
         if self.config.sending_queue.enabled {
             let task = queue::run(
-                Arc::clone(&self.shared),
+                Arc::clone(&self.queue),
                 Arc::clone(&sender),
                 self.config.retry_on_failure.clone(),
-                Arc::clone(&self.in_flight),
             );
             *lock(&self.worker) = Some(tokio::spawn(task));
         }
-        register(&self.id, &self.shared);
+        self.metrics
+            .report_exporter(&self.id, Arc::downgrade(&self.queue) as _);
         Ok(sender)
     }
 
     /// The snapshot as a payload (`None` when it has no pod to report).
-    fn payload(&self, snapshot: &Snapshot, sender: &Sender) -> Result<Option<Payload>, String> {
+    fn payload(&self, snapshot: &Snapshot, sender: &Sender) -> Result<Option<Batch>, String> {
         let (request, points) = {
             let mut series = lock(&self.series);
             convert::to_request(snapshot, self.config.node_name_override(), &mut series)
@@ -206,7 +210,7 @@ impl OtlpExporter {
             return Ok(None);
         }
         let body = sender.prepare(request.encode_to_vec())?;
-        Ok(Some(Payload {
+        Ok(Some(Batch {
             body,
             points: points as u64,
         }))
@@ -222,7 +226,7 @@ impl Exporter for OtlpExporter {
     }
 
     async fn export(&self, snapshot: Arc<Snapshot>) -> Result<(), ExportError> {
-        if self.shared.is_closing() {
+        if self.queue.is_closing() {
             return Err(ExportError::Failed(format!(
                 "{}: already shut down",
                 self.id
@@ -237,13 +241,13 @@ impl Exporter for OtlpExporter {
             return Ok(());
         };
         if self.config.sending_queue.enabled {
-            self.shared.enqueue(payload);
+            self.queue.enqueue(payload);
             return Ok(());
         }
         let _one_at_a_time = self.sync_send.lock().await;
-        queue::deliver(
-            &self.shared,
-            &sender,
+        retry::deliver(
+            &self.queue,
+            sender.as_ref(),
             &self.config.retry_on_failure,
             &payload,
         )
@@ -254,55 +258,13 @@ impl Exporter for OtlpExporter {
     /// Sends what is queued (the last snapshot included) for at most
     /// [`shutdown_bound`](OtlpExporter::shutdown_bound), then stops the sending task.
     async fn shutdown(&self) -> Result<(), ExportError> {
-        self.shared.close();
+        self.queue.close();
         let worker = lock(&self.worker).take();
-        let Some(mut worker) = worker else {
+        let Some(worker) = worker else {
             return Ok(());
         };
-        let bound = self.shutdown_bound();
-        match tokio::time::timeout(bound, &mut worker).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => {
-                error!(exporter = %self.id, error = %e, "the sending task failed");
-                Err(ExportError::Failed(format!(
-                    "{}: sending task: {e}",
-                    self.id
-                )))
-            }
-            Err(_) => {
-                worker.abort();
-                let in_flight = lock(&self.in_flight).take();
-                let lost = self.shared.abandon(in_flight.as_ref());
-                warn!(
-                    exporter = %self.id,
-                    batches = lost,
-                    bound = %humantime::format_duration(bound),
-                    "shutdown: batches not delivered in time were dropped"
-                );
-                Err(ExportError::Failed(format!(
-                    "{}: {lost} batches not delivered within {}",
-                    self.id,
-                    humantime::format_duration(bound)
-                )))
-            }
-        }
+        queue::finish(&self.queue, worker, self.shutdown_bound())
+            .await
+            .map_err(|e| ExportError::Failed(format!("{}: {e}", self.id)))
     }
-}
-
-/// Started OTLP exporters, by component id, for the agent's own metrics.
-static REGISTRY: Mutex<Vec<(String, Weak<Shared>)>> = Mutex::new(Vec::new());
-
-fn register(id: &str, shared: &Arc<Shared>) {
-    let mut all = lock(&REGISTRY);
-    all.retain(|(_, w)| w.strong_count() > 0);
-    all.push((id.to_string(), Arc::downgrade(shared)));
-}
-
-/// The statistics of every started OTLP exporter still alive, by component id (`otlp_grpc`,
-/// `otlp_http/backup`, …), for publishing as the agent's own metrics.
-pub fn all_stats() -> Vec<(String, ExporterStats)> {
-    lock(&REGISTRY)
-        .iter()
-        .filter_map(|(id, w)| w.upgrade().map(|s| (id.clone(), s.stats())))
-        .collect()
 }

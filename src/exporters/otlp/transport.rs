@@ -1,45 +1,12 @@
-//! What both transports share: a payload, the outcome of one attempt, and the client built
-//! from the settings.
-
-use std::time::Duration;
+//! The client of one OTLP exporter, gRPC or HTTP, built from its settings on the exporter
+//! helper's connector.
 
 use bytes::Bytes;
-use rustls::pki_types::ServerName;
 
-use super::config::{Config, Protocol, Target};
-use super::connect::Connector;
-use super::{grpc, http, tls};
-
-/// One snapshot, ready to send: an encoded `ExportMetricsServiceRequest` (for HTTP with gzip,
-/// already compressed).
-#[derive(Debug, Clone)]
-pub struct Payload {
-    pub body: Bytes,
-    /// Data points in it, for the statistics.
-    pub points: u64,
-}
-
-/// A collector's answer to a successful export.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct Accepted {
-    /// `partial_success.rejected_data_points`.
-    pub rejected: i64,
-    /// `partial_success.error_message`.
-    pub message: String,
-}
-
-/// Why one attempt failed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SendError {
-    /// Worth trying again (unavailable, overloaded, timed out, connection failed); with the
-    /// collector's requested delay when it sent one.
-    Retryable {
-        message: String,
-        retry_after: Option<Duration>,
-    },
-    /// Trying again would fail the same way (bad request, unauthenticated, …).
-    Permanent(String),
-}
+use super::config::{Config, Protocol};
+use super::{grpc, http};
+use crate::exporters::helper::connect::Connector;
+use crate::exporters::helper::{Accepted, BatchSender, SendError};
 
 /// The client of one exporter.
 pub enum Sender {
@@ -55,7 +22,12 @@ impl Sender {
             Protocol::Grpc => &[b"h2"],
             Protocol::Http => &[b"http/1.1"],
         };
-        let connector = Connector::new(tls_for(config, &target, alpn)?, config.timeout);
+        let tls = if target.tls {
+            Some(config.tls.client(&target.host, alpn)?)
+        } else {
+            None
+        };
+        let connector = Connector::new(tls, config.timeout);
         Ok(match protocol {
             Protocol::Grpc => {
                 Sender::Grpc(Box::new(grpc::GrpcSender::new(config, &target, connector)?))
@@ -73,30 +45,14 @@ impl Sender {
             Sender::Http(h) => h.prepare(encoded),
         }
     }
+}
 
+impl BatchSender for Sender {
     /// One attempt, bounded by the configured timeout.
-    pub async fn send(&self, body: &Bytes) -> Result<Accepted, SendError> {
+    async fn send(&self, body: &Bytes) -> Result<Accepted, SendError> {
         match self {
             Sender::Grpc(g) => g.send(body).await,
             Sender::Http(h) => h.send(body).await,
         }
     }
-}
-
-fn tls_for(
-    config: &Config,
-    target: &Target,
-    alpn: &[&[u8]],
-) -> Result<Option<(std::sync::Arc<rustls::ClientConfig>, ServerName<'static>)>, String> {
-    if !target.tls {
-        return Ok(None);
-    }
-    let name = config
-        .tls
-        .server_name_override
-        .clone()
-        .unwrap_or_else(|| target.host.clone());
-    let name =
-        ServerName::try_from(name.clone()).map_err(|e| format!("TLS server name {name:?}: {e}"))?;
-    Ok(Some((tls::client_config(&config.tls, alpn)?, name)))
 }

@@ -4,9 +4,8 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use crate::exporters::otlp::ExporterStats;
 use crate::model::{Counters, Interface, PodNetwork, Snapshot};
-use crate::self_metrics::{CYCLE_BUCKETS, MetricsView};
+use crate::self_metrics::{CYCLE_BUCKETS, ExporterStats, MetricsView};
 
 use super::exposition::{Exposition, Format, Kind};
 
@@ -275,7 +274,7 @@ fn agent_metrics(e: &mut Exposition, m: &MetricsView, build: &BuildInfo) {
     exporter_metrics(e, m);
 }
 
-/// The OTLP exporters' own numbers: with a sending queue an export only queues, so failures
+/// The pushing exporters' own numbers (the OTLP ones today): with a sending queue an export only queues, so failures
 /// show here (drops, retries, a growing queue), not in `netshim_errors_total`.
 fn exporter_metrics(e: &mut Exposition, m: &MetricsView) {
     if m.exporters.is_empty() {

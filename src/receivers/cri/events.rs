@@ -21,6 +21,8 @@ use std::time::Duration;
 
 use tracing::{debug, info};
 
+use crate::backoff::Backoff;
+
 use super::proto::{ContainerEventType, GetEventsRequest};
 use super::{CriClient, CriError, CriReceiver};
 
@@ -107,7 +109,7 @@ impl CriReceiver {
             return std::future::pending().await;
         }
         let cap = self.config.collection_interval.max(FIRST_RETRY);
-        let mut retry = FIRST_RETRY;
+        let mut backoff = Backoff::doubling(FIRST_RETRY, cap);
         let mut said_unsupported = false;
         let mut said_failed = false;
         loop {
@@ -115,9 +117,10 @@ impl CriReceiver {
             let end = self.follow_events_once(changed).await;
             // A stream that ran for a while was healthy: start the backoff (and the log) over.
             if started.elapsed() > cap {
-                retry = FIRST_RETRY;
+                backoff.reset();
                 said_failed = false;
             }
+            let retry = backoff.next_delay();
             let wait = match end {
                 StreamEnd::Unsupported(e) => {
                     if !said_unsupported {
@@ -145,7 +148,6 @@ impl CriReceiver {
                 }
             };
             tokio::time::sleep(wait).await;
-            retry = (retry * 2).min(cap);
         }
     }
 }

@@ -1,52 +1,68 @@
-//! The sending queue and the retry loop. `export` puts one payload per snapshot at the back of
-//! a bounded queue (dropping the oldest when full) and returns; one background task sends
-//! them in order, retrying transient failures with exponential backoff.
+//! The sending queue (the Collector's `sending_queue`). `export` puts one batch per snapshot
+//! at the back of a bounded queue (dropping the oldest when full) and returns; one background
+//! task ([`run`]) sends them in order, retrying per [`super::retry`]. The queue also keeps the
+//! exporter's numbers ([`ExporterStats`]) and logs each change of its health once.
 
 use std::collections::VecDeque;
-use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use serde::Deserialize;
 use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
 
-use super::config::RetrySettings;
-use super::transport::{Accepted, Payload, SendError, Sender};
+use super::retry::{RetrySettings, deliver};
+use super::{Accepted, Batch, BatchSender};
+use crate::self_metrics::{ExporterStats, ExporterStatsSource};
 
-/// While shutting down, no wait between attempts is longer than this: what is pending is
-/// pushed as fast as the collector answers, until the shutdown bound.
-const CLOSING_MAX_WAIT: Duration = Duration::from_millis(250);
-
-/// What an exporter has done so far, for its own metrics (`netshim_exporter_*`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ExporterStats {
-    /// Batches (snapshots) the collector accepted.
-    pub sent_batches: u64,
-    /// Data points in them (including any the collector then rejected).
-    pub sent_points: u64,
-    /// Data points a collector reported as rejected in a partial success.
-    pub rejected_points: u64,
-    /// Batches dropped because the queue was full (the oldest goes).
-    pub dropped_queue_full: u64,
-    /// Batches dropped after a permanent error or when retrying gave up.
-    pub dropped_failed: u64,
-    /// Batches still pending when the shutdown bound ran out.
-    pub dropped_shutdown: u64,
-    /// Data points in all dropped batches.
-    pub dropped_points: u64,
-    /// Attempts made again after a retryable failure.
-    pub retries: u64,
-    /// Batches waiting now (the one being sent not included).
-    pub queue_length: u64,
-    /// `sending_queue.queue_size` (0 when the queue is disabled).
-    pub queue_capacity: u64,
-    /// Bytes of the waiting batches.
-    pub queue_bytes: u64,
+/// The Collector's `sending_queue`, sized in batches (one batch = one snapshot).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueueSettings {
+    /// When false, `export` sends (and retries) before returning.
+    pub enabled: bool,
+    /// Batches waiting at most; when full the oldest is dropped. Default: 10, not the
+    /// Collector's 1000: each batch is a whole snapshot of cumulative counters (about 1.3 KB
+    /// per pod interface), so the newest supersedes the ones before it, and 1000 of them at
+    /// 1000 pods would hold over a gigabyte through a long outage.
+    pub queue_size: usize,
 }
 
+impl Default for QueueSettings {
+    fn default() -> Self {
+        QueueSettings {
+            enabled: true,
+            queue_size: 10,
+        }
+    }
+}
+
+impl QueueSettings {
+    /// Every problem with these settings, each with its path under the exporter.
+    pub fn problems(&self) -> Vec<String> {
+        if self.enabled && self.queue_size == 0 {
+            return vec![
+                "sending_queue::queue_size must be at least 1 (or set sending_queue::enabled: false)"
+                    .into(),
+            ];
+        }
+        Vec::new()
+    }
+
+    /// Batches the queue holds at most (0 when disabled).
+    pub fn capacity(&self) -> usize {
+        if self.enabled { self.queue_size } else { 0 }
+    }
+}
+
+/// While shutting down, no wait between attempts is longer than this: what is pending is
+/// pushed as fast as the receiver answers, until the shutdown bound.
+pub(super) const CLOSING_MAX_WAIT: Duration = Duration::from_millis(250);
+
 #[derive(Default)]
-struct Counters {
+pub(super) struct Counters {
     sent_batches: AtomicU64,
     sent_points: AtomicU64,
     rejected_points: AtomicU64,
@@ -54,7 +70,7 @@ struct Counters {
     dropped_failed: AtomicU64,
     dropped_shutdown: AtomicU64,
     dropped_points: AtomicU64,
-    retries: AtomicU64,
+    pub(super) retries: AtomicU64,
 }
 
 /// Where the exporter stands, so that each change is logged once.
@@ -71,16 +87,18 @@ enum Health {
     },
 }
 
-/// State shared by the exporter and its sending task.
-pub struct Shared {
+/// The queue and the exporter's numbers, shared by the exporter and its sending task.
+pub struct SendingQueue {
     id: String,
-    queue: Mutex<VecDeque<Payload>>,
+    queue: Mutex<VecDeque<Batch>>,
+    /// The batch being sent by the task, so that an aborted shutdown can count it.
+    in_flight: Mutex<Option<Batch>>,
     capacity: usize,
     /// Wakes the sending task when something is queued.
     wake: Notify,
     /// Set once, at shutdown.
-    closing: watch::Sender<bool>,
-    counters: Counters,
+    pub(super) closing: watch::Sender<bool>,
+    pub(super) counters: Counters,
     health: Mutex<Health>,
     /// The queue is dropping batches (logged once per episode).
     overflowing: Mutex<bool>,
@@ -93,11 +111,14 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-impl Shared {
+impl SendingQueue {
+    /// The queue of exporter `id` (its component id, for logs and metrics), holding at most
+    /// `capacity` batches.
     pub fn new(id: &str, capacity: usize) -> Self {
-        Shared {
+        SendingQueue {
             id: id.to_string(),
             queue: Mutex::new(VecDeque::new()),
+            in_flight: Mutex::new(None),
             capacity,
             wake: Notify::new(),
             closing: watch::Sender::new(false),
@@ -139,7 +160,7 @@ impl Shared {
     }
 
     /// Queues a payload, dropping (and counting) the oldest when full.
-    pub fn enqueue(&self, payload: Payload) {
+    pub fn enqueue(&self, payload: Batch) {
         let dropped = {
             let mut q = lock(&self.queue);
             let dropped = if q.len() >= self.capacity {
@@ -182,15 +203,16 @@ impl Shared {
         self.wake.notify_one();
     }
 
-    fn pop(&self) -> Option<Payload> {
+    fn pop(&self) -> Option<Batch> {
         lock(&self.queue).pop_front()
     }
 
     /// Counts what is still queued (and the batch in flight) as lost at shutdown.
-    pub fn abandon(&self, in_flight: Option<&Payload>) -> u64 {
-        let left: Vec<Payload> = lock(&self.queue).drain(..).collect();
+    pub fn abandon(&self) -> u64 {
+        let left: Vec<Batch> = lock(&self.queue).drain(..).collect();
+        let in_flight = lock(&self.in_flight).take();
         let mut batches = 0;
-        for p in left.iter().chain(in_flight) {
+        for p in left.iter().chain(in_flight.as_ref()) {
             batches += 1;
             self.counters
                 .dropped_points
@@ -202,7 +224,7 @@ impl Shared {
         batches
     }
 
-    fn sent(&self, payload: &Payload, accepted: Accepted) {
+    pub(super) fn sent(&self, payload: &Batch, accepted: Accepted) {
         self.counters.sent_batches.fetch_add(1, Ordering::Relaxed);
         self.counters
             .sent_points
@@ -245,7 +267,7 @@ impl Shared {
         }
     }
 
-    fn failing(&self, message: &str) {
+    pub(super) fn failing(&self, message: &str) {
         let mut health = lock(&self.health);
         if !matches!(*health, Health::Failing { .. }) {
             warn!(exporter = %self.id, error = %message, "export failed; retrying with backoff");
@@ -258,7 +280,7 @@ impl Shared {
         }
     }
 
-    fn dropped(&self, payload: &Payload, why: &str, permanent: bool) {
+    pub(super) fn dropped(&self, payload: &Batch, why: &str, permanent: bool) {
         self.counters.dropped_failed.fetch_add(1, Ordering::Relaxed);
         self.counters
             .dropped_points
@@ -296,31 +318,24 @@ impl Shared {
     }
 }
 
-fn round(d: Duration) -> Duration {
+pub(super) fn round(d: Duration) -> Duration {
     Duration::from_secs(d.as_secs())
 }
 
-/// The background task: sends queued payloads in order until shutdown has emptied the queue.
-/// The payload it is working on is published in `in_flight` so that an aborted shutdown can
-/// count it.
-pub async fn run(
-    shared: Arc<Shared>,
-    sender: Arc<Sender>,
-    retry: RetrySettings,
-    in_flight: Arc<Mutex<Option<Payload>>>,
-) {
-    let mut closing = shared.closing.subscribe();
+/// The background task: sends queued batches in order until shutdown has emptied the queue.
+pub async fn run<S: BatchSender>(queue: Arc<SendingQueue>, sender: Arc<S>, retry: RetrySettings) {
+    let mut closing = queue.closing.subscribe();
     loop {
-        match shared.pop() {
-            Some(payload) => {
-                *lock(&in_flight) = Some(payload.clone());
-                let _ = deliver(&shared, &sender, &retry, &payload).await;
-                *lock(&in_flight) = None;
+        match queue.pop() {
+            Some(batch) => {
+                *lock(&queue.in_flight) = Some(batch.clone());
+                let _ = deliver(&queue, sender.as_ref(), &retry, &batch).await;
+                *lock(&queue.in_flight) = None;
             }
-            None if shared.is_closing() => return,
+            None if queue.is_closing() => return,
             None => {
                 tokio::select! {
-                    () = shared.wake.notified() => {}
+                    () = queue.wake.notified() => {}
                     () = closed(&mut closing) => {}
                 }
             }
@@ -328,110 +343,47 @@ pub async fn run(
     }
 }
 
-/// Sends one payload, retrying per `retry`; `Err` with the reason when it was dropped.
-pub async fn deliver(
-    shared: &Shared,
-    sender: &Sender,
-    retry: &RetrySettings,
-    payload: &Payload,
+/// Ends the sending task started by [`run`]: waits at most `bound` for it to push what is
+/// queued (call [`SendingQueue::close`] first), then aborts it and counts what was left as
+/// dropped. `Err` says what went wrong.
+pub async fn finish(
+    queue: &SendingQueue,
+    mut worker: JoinHandle<()>,
+    bound: Duration,
 ) -> Result<(), String> {
-    let first = Instant::now();
-    let mut backoff = Backoff::new(retry);
-    let mut closing = shared.closing.subscribe();
-    loop {
-        let (message, retry_after) = match sender.send(&payload.body).await {
-            Ok(accepted) => {
-                shared.sent(payload, accepted);
-                return Ok(());
-            }
-            Err(SendError::Permanent(message)) => {
-                shared.dropped(payload, &message, true);
-                return Err(message);
-            }
-            Err(SendError::Retryable {
-                message,
-                retry_after,
-            }) => (message, retry_after),
-        };
-        if !retry.enabled {
-            let why = format!("{message} (retry_on_failure disabled)");
-            shared.dropped(payload, &why, false);
-            return Err(why);
+    match tokio::time::timeout(bound, &mut worker).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => {
+            error!(exporter = %queue.id, error = %e, "the sending task failed");
+            Err(format!("sending task: {e}"))
         }
-        shared.failing(&message);
-        let wait = backoff.next().max(retry_after.unwrap_or_default());
-        let limit = retry.max_elapsed_time;
-        if !limit.is_zero() && first.elapsed() + wait > limit {
-            let why = format!(
-                "{message} (still failing after {}, retry_on_failure::max_elapsed_time {})",
-                humantime::format_duration(round(first.elapsed())),
-                humantime::format_duration(limit)
+        Err(_) => {
+            worker.abort();
+            let lost = queue.abandon();
+            warn!(
+                exporter = %queue.id,
+                batches = lost,
+                bound = %humantime::format_duration(bound),
+                "shutdown: batches not delivered in time were dropped"
             );
-            shared.dropped(payload, &why, false);
-            return Err(why);
-        }
-        shared.counters.retries.fetch_add(1, Ordering::Relaxed);
-        let wait = if shared.is_closing() {
-            wait.min(CLOSING_MAX_WAIT)
-        } else {
-            wait
-        };
-        tokio::select! {
-            () = tokio::time::sleep(wait) => {}
-            // Shutdown cuts a long wait short: what is pending goes now.
-            () = closed(&mut closing), if !shared.is_closing() => {
-                tokio::time::sleep(wait.min(CLOSING_MAX_WAIT)).await;
-            }
+            Err(format!(
+                "{lost} batches not delivered within {}",
+                humantime::format_duration(bound)
+            ))
         }
     }
 }
 
 /// Returns once shutdown has begun.
-async fn closed(closing: &mut watch::Receiver<bool>) {
+pub(super) async fn closed(closing: &mut watch::Receiver<bool>) {
     // An error means the exporter is gone: as good as closed.
     let _ = closing.wait_for(|c| *c).await;
 }
 
-/// Exponential backoff with jitter, as the Collector's `configretry`: each wait is the
-/// current interval ± `randomization_factor`, then the interval grows by `multiplier` up to
-/// `max_interval`.
-struct Backoff {
-    current: Duration,
-    max: Duration,
-    multiplier: f64,
-    randomization: f64,
-}
-
-impl Backoff {
-    fn new(s: &RetrySettings) -> Self {
-        Backoff {
-            current: s.initial_interval,
-            max: s.max_interval,
-            multiplier: s.multiplier,
-            randomization: s.randomization_factor,
-        }
+impl ExporterStatsSource for SendingQueue {
+    fn stats(&self) -> ExporterStats {
+        SendingQueue::stats(self)
     }
-
-    fn next(&mut self) -> Duration {
-        let base = self.current.as_secs_f64();
-        let delta = base * self.randomization;
-        let wait = base - delta + random_unit() * 2.0 * delta;
-        self.current = Duration::try_from_secs_f64(base * self.multiplier)
-            .unwrap_or(self.max)
-            .min(self.max);
-        Duration::try_from_secs_f64(wait).unwrap_or(self.current)
-    }
-}
-
-/// A number in [0, 1) from the standard library's per-process random hash keys.
-fn random_unit() -> f64 {
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos().into()),
-    );
-    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
 }
 
 #[cfg(test)]
@@ -440,8 +392,8 @@ mod tests {
 
     use super::*;
 
-    fn payload(n: u64) -> Payload {
-        Payload {
+    fn payload(n: u64) -> Batch {
+        Batch {
             body: Bytes::from(vec![0u8; n as usize]),
             points: n,
         }
@@ -449,7 +401,7 @@ mod tests {
 
     #[test]
     fn a_full_queue_drops_the_oldest_and_counts_it() {
-        let shared = Shared::new("otlp_grpc", 3);
+        let shared = SendingQueue::new("otlp_grpc", 3);
         for n in 1..=5 {
             shared.enqueue(payload(n));
         }
@@ -460,32 +412,7 @@ mod tests {
         assert_eq!(stats.dropped_points, 1 + 2);
         assert_eq!(stats.queue_bytes, 3 + 4 + 5);
         assert_eq!(shared.pop().map(|p| p.points), Some(3), "oldest left first");
-        assert_eq!(shared.abandon(None), 2);
+        assert_eq!(shared.abandon(), 2);
         assert_eq!(shared.stats().dropped_shutdown, 2);
-    }
-
-    #[test]
-    fn backoff_grows_to_its_bound_with_jitter() {
-        let settings = RetrySettings {
-            initial_interval: Duration::from_secs(1),
-            max_interval: Duration::from_secs(4),
-            ..RetrySettings::default()
-        };
-        let mut b = Backoff::new(&settings);
-        let waits: Vec<f64> = (0..6).map(|_| b.next().as_secs_f64()).collect();
-        let bases = [1.0, 1.5, 2.25, 3.375, 4.0, 4.0];
-        for (w, base) in waits.iter().zip(bases) {
-            assert!(
-                *w >= base * 0.5 && *w <= base * 1.5,
-                "{w} outside {base} ± 50%"
-            );
-        }
-        let exact = RetrySettings {
-            randomization_factor: 0.0,
-            ..settings
-        };
-        let mut b = Backoff::new(&exact);
-        assert_eq!(b.next(), Duration::from_secs(1));
-        assert_eq!(b.next(), Duration::from_millis(1500));
     }
 }

@@ -1,6 +1,7 @@
-//! The rustls client configuration (ring, no OpenSSL) shared by both transports.
+//! TLS client settings (the Collector's `configtls` client part) and the rustls client
+//! configuration built from them: ring, no OpenSSL.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -8,9 +9,77 @@ use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use serde::Deserialize;
 use tracing::warn;
 
-use super::config::TlsSettings;
+/// The Collector's `tls` client settings.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsSettings {
+    /// Plaintext to an endpoint whose form does not say (default false: TLS). Which endpoints
+    /// that is, is the exporter's rule (OTLP: a gRPC `host:port`).
+    pub insecure: bool,
+    /// Accept any server certificate (signatures are still checked). For tests only.
+    pub insecure_skip_verify: bool,
+    /// CA certificates (PEM) to trust instead of the system's.
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate (PEM) for mutual TLS; needs `key_file`.
+    pub cert_file: Option<PathBuf>,
+    /// Client private key (PEM) for mutual TLS; needs `cert_file`.
+    pub key_file: Option<PathBuf>,
+    /// The name checked against the server's certificate (and sent as SNI) instead of the
+    /// endpoint's host.
+    pub server_name_override: Option<String>,
+}
+
+impl TlsSettings {
+    /// Every problem with these settings, each with its path under the exporter.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        match (&self.cert_file, &self.key_file) {
+            (Some(_), None) => {
+                problems.push("tls::cert_file is set but tls::key_file is not: both are needed for a client certificate".into())
+            }
+            (None, Some(_)) => {
+                problems.push("tls::key_file is set but tls::cert_file is not: both are needed for a client certificate".into())
+            }
+            _ => {}
+        }
+        for (what, path) in [
+            ("ca_file", &self.ca_file),
+            ("cert_file", &self.cert_file),
+            ("key_file", &self.key_file),
+        ] {
+            if path.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
+                problems.push(format!("tls::{what} must not be empty when set"));
+            }
+        }
+        if let Some(name) = &self.server_name_override
+            && ServerName::try_from(name.as_str()).is_err()
+        {
+            problems.push(format!(
+                "tls::server_name_override {name:?} is not a valid DNS name or IP address"
+            ));
+        }
+        problems
+    }
+
+    /// What a connector needs to reach `host` over TLS: the client configuration (reads the
+    /// files) and the name to verify and send as SNI (`server_name_override`, else `host`).
+    pub fn client(
+        &self,
+        host: &str,
+        alpn: &[&[u8]],
+    ) -> Result<(Arc<ClientConfig>, ServerName<'static>), String> {
+        let name = self
+            .server_name_override
+            .clone()
+            .unwrap_or_else(|| host.to_string());
+        let name = ServerName::try_from(name.clone())
+            .map_err(|e| format!("TLS server name {name:?}: {e}"))?;
+        Ok((client_config(self, alpn)?, name))
+    }
+}
 
 /// Builds the client configuration: trust `ca_file` when given, else the system's roots
 /// (`rustls-native-certs`: the files OpenSSL would read, without OpenSSL); a client
