@@ -165,4 +165,33 @@ mod tests {
         assert!(v.last_success > 0.0);
         assert_eq!(v.errors[&("receiver".to_string(), "cri".to_string())], 2);
     }
+
+    #[test]
+    fn exporters_report_while_they_live() {
+        struct Fixed(u64);
+        impl ExporterStatsSource for Fixed {
+            fn stats(&self) -> ExporterStats {
+                ExporterStats {
+                    retries: self.0,
+                    ..ExporterStats::default()
+                }
+            }
+        }
+        let m = AgentMetrics::default();
+        let a = std::sync::Arc::new(Fixed(3));
+        let b = std::sync::Arc::new(Fixed(5));
+        m.report_exporter("otlp_grpc", std::sync::Arc::downgrade(&a) as _);
+        m.report_exporter("otlp_http/b", std::sync::Arc::downgrade(&b) as _);
+        let ids: Vec<(String, u64)> = m
+            .view()
+            .exporters
+            .into_iter()
+            .map(|(id, s)| (id, s.retries))
+            .collect();
+        assert_eq!(ids, [("otlp_grpc".into(), 3), ("otlp_http/b".into(), 5)]);
+        drop(b);
+        assert_eq!(m.view().exporters.len(), 1, "a dropped exporter is gone");
+        // Another agent's metrics know nothing of these.
+        assert!(AgentMetrics::default().view().exporters.is_empty());
+    }
 }

@@ -10,16 +10,17 @@
 //!   `netshim.pod.network.dropped` ({packet}) by `network.interface.name` and
 //!   `network.io.direction`, and the gauge `netshim.pod.interface` (1) mapping each pod
 //!   interface to its host peer. Start times are when netshim first saw each series.
-//! - **Delivery** (the exporter helper's queue and retry): `export` queues (at most `sending_queue.queue_size` batches, the
-//!   oldest dropped when full) and returns; one task sends in order, retrying transient failures
-//!   (gRPC `UNAVAILABLE`, `RESOURCE_EXHAUSTED`, `DEADLINE_EXCEEDED`, …; HTTP 429/502/503/504;
-//!   connection errors and timeouts) with exponential backoff, honouring `RetryInfo` and
-//!   `Retry-After`. `shutdown` pushes what is pending for at most twice `timeout` (≤ 10 s).
+//! - **Delivery** (the exporter helper's queue and retry): `export` queues (at most
+//!   `sending_queue.queue_size` batches, the oldest dropped when full) and returns; one task
+//!   sends in order, retrying transient failures (gRPC `UNAVAILABLE`, `RESOURCE_EXHAUSTED`,
+//!   `DEADLINE_EXCEEDED`, …; HTTP 429/502/503/504; connection errors and timeouts) with
+//!   exponential backoff, honouring `RetryInfo` and `Retry-After`. `shutdown` pushes what is
+//!   pending for at most twice `timeout` (≤ 10 s). Its numbers go to `BuildContext::metrics`.
 //! - **Transport** (`grpc`, `http`, on the helper's connector and TLS settings): TCP + rustls
-//!   (ring, through hyper-rustls) under both tonic and hyper; no
-//!   OpenSSL, no protoc. TLS follows the Collector: a gRPC `host:port` is TLS unless
-//!   `tls.insecure: true`; an `http://` or `https://` scheme decides by itself.
-//!   `tls.insecure_skip_verify` works for both transports.
+//!   (ring, through hyper-rustls) under both tonic and hyper; no OpenSSL, no protoc. TLS
+//!   follows the Collector: a gRPC `host:port` is TLS unless `tls.insecure: true`; an
+//!   `http://` or `https://` scheme decides by itself. `tls.insecure_skip_verify` works for
+//!   both transports.
 
 pub mod config;
 pub mod convert;

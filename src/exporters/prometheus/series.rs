@@ -274,8 +274,8 @@ fn agent_metrics(e: &mut Exposition, m: &MetricsView, build: &BuildInfo) {
     exporter_metrics(e, m);
 }
 
-/// The pushing exporters' own numbers (the OTLP ones today): with a sending queue an export only queues, so failures
-/// show here (drops, retries, a growing queue), not in `netshim_errors_total`.
+/// The pushing exporters' own numbers (the OTLP ones): with a sending queue an export only
+/// queues, so failures show here (drops, retries, a growing queue), not in `netshim_errors_total`.
 fn exporter_metrics(e: &mut Exposition, m: &MetricsView) {
     if m.exporters.is_empty() {
         return;
