@@ -53,6 +53,9 @@ if cargo clippy --version >/dev/null 2>&1; then
 else
   echo "WARNING: clippy is not installed; lints not checked" >&2
 fi
+step "CRI code generated from the vendored api.proto is current (tools/cri-gen --check)"
+CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}/cri-gen" \
+  cargo run --quiet --locked --manifest-path tools/cri-gen/Cargo.toml -- --check
 step "containerd, runc, CNI plugins, the sandbox image"
 # The containerd end-to-end tests: Debian's containerd, runc and CNI plugins, and an offline
 # sandbox image built here (no registry can be reached).
