@@ -6,15 +6,17 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::Deserialize;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
+// tokio's clock, so that tests can run the retry and shutdown timing on paused time.
+use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 
-use super::retry::{RetrySettings, deliver};
-use super::{Accepted, Batch, BatchSender};
+use super::retry::RetrySettings;
+use super::{Accepted, Batch, BatchSender, SendError};
 use crate::self_metrics::{ExporterStats, ExporterStatsSource};
 
 /// The Collector's `sending_queue`, sized in batches (one batch = one snapshot).
@@ -59,7 +61,7 @@ impl QueueSettings {
 
 /// While shutting down, no wait between attempts is longer than this: what is pending is
 /// pushed as fast as the receiver answers, until the shutdown bound.
-pub(super) const CLOSING_MAX_WAIT: Duration = Duration::from_millis(250);
+const CLOSING_MAX_WAIT: Duration = Duration::from_millis(250);
 
 #[derive(Default)]
 pub(super) struct Counters {
@@ -318,7 +320,7 @@ impl SendingQueue {
     }
 }
 
-pub(super) fn round(d: Duration) -> Duration {
+fn round(d: Duration) -> Duration {
     Duration::from_secs(d.as_secs())
 }
 
@@ -338,6 +340,65 @@ pub async fn run<S: BatchSender>(queue: Arc<SendingQueue>, sender: Arc<S>, retry
                     () = queue.wake.notified() => {}
                     () = closed(&mut closing) => {}
                 }
+            }
+        }
+    }
+}
+
+/// Sends one batch, retrying per `retry`; `Err` with the reason when it was dropped. With the
+/// queue disabled the exporter calls this itself; with it, [`run`] does.
+pub async fn deliver(
+    shared: &SendingQueue,
+    sender: &impl BatchSender,
+    retry: &RetrySettings,
+    payload: &Batch,
+) -> Result<(), String> {
+    let first = Instant::now();
+    let mut backoff = retry.backoff();
+    let mut closing = shared.closing.subscribe();
+    loop {
+        let (message, retry_after) = match sender.send(&payload.body).await {
+            Ok(accepted) => {
+                shared.sent(payload, accepted);
+                return Ok(());
+            }
+            Err(SendError::Permanent(message)) => {
+                shared.dropped(payload, &message, true);
+                return Err(message);
+            }
+            Err(SendError::Retryable {
+                message,
+                retry_after,
+            }) => (message, retry_after),
+        };
+        if !retry.enabled {
+            let why = format!("{message} (retry_on_failure disabled)");
+            shared.dropped(payload, &why, false);
+            return Err(why);
+        }
+        shared.failing(&message);
+        let wait = backoff.next_delay().max(retry_after.unwrap_or_default());
+        let limit = retry.max_elapsed_time;
+        if !limit.is_zero() && first.elapsed() + wait > limit {
+            let why = format!(
+                "{message} (still failing after {}, retry_on_failure::max_elapsed_time {})",
+                humantime::format_duration(round(first.elapsed())),
+                humantime::format_duration(limit)
+            );
+            shared.dropped(payload, &why, false);
+            return Err(why);
+        }
+        shared.counters.retries.fetch_add(1, Ordering::Relaxed);
+        let wait = if shared.is_closing() {
+            wait.min(CLOSING_MAX_WAIT)
+        } else {
+            wait
+        };
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            // Shutdown cuts a long wait short: what is pending goes now.
+            () = closed(&mut closing), if !shared.is_closing() => {
+                tokio::time::sleep(wait.min(CLOSING_MAX_WAIT)).await;
             }
         }
     }
@@ -375,7 +436,7 @@ pub async fn finish(
 }
 
 /// Returns once shutdown has begun.
-pub(super) async fn closed(closing: &mut watch::Receiver<bool>) {
+async fn closed(closing: &mut watch::Receiver<bool>) {
     // An error means the exporter is gone: as good as closed.
     let _ = closing.wait_for(|c| *c).await;
 }
@@ -388,6 +449,8 @@ impl ExporterStatsSource for SendingQueue {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::VecDeque;
+
     use bytes::Bytes;
 
     use super::*;
@@ -414,5 +477,172 @@ mod tests {
         assert_eq!(shared.pop().map(|p| p.points), Some(3), "oldest left first");
         assert_eq!(shared.abandon(), 2);
         assert_eq!(shared.stats().dropped_shutdown, 2);
+    }
+
+    /// A receiver that answers from a script (then "down" for ever, or never when `hang`),
+    /// noting when, on tokio's clock, each attempt came. The timing under test is the
+    /// helper's; the real transports are tested against a real OTLP receiver in tests/otlp.rs.
+    struct Scripted {
+        answers: Mutex<VecDeque<Result<Accepted, SendError>>>,
+        attempts: Mutex<Vec<Instant>>,
+        hang: bool,
+    }
+
+    impl Scripted {
+        fn new(answers: Vec<Result<Accepted, SendError>>) -> Self {
+            Scripted {
+                answers: Mutex::new(answers.into()),
+                attempts: Mutex::default(),
+                hang: false,
+            }
+        }
+
+        /// Seconds after `start` of each attempt.
+        fn offsets(&self, start: Instant) -> Vec<f64> {
+            let attempts = lock(&self.attempts);
+            attempts
+                .iter()
+                .map(|t| (*t - start).as_secs_f64())
+                .collect()
+        }
+    }
+
+    impl BatchSender for Scripted {
+        async fn send(&self, _: &Bytes) -> Result<Accepted, SendError> {
+            lock(&self.attempts).push(Instant::now());
+            if self.hang {
+                std::future::pending::<()>().await;
+            }
+            let next = lock(&self.answers).pop_front();
+            next.unwrap_or_else(|| Err(down(None)))
+        }
+    }
+
+    fn down(retry_after: Option<Duration>) -> SendError {
+        SendError::Retryable {
+            message: "unavailable".into(),
+            retry_after,
+        }
+    }
+
+    fn retry(initial: u64, max: u64, max_elapsed: u64) -> RetrySettings {
+        RetrySettings {
+            enabled: true,
+            initial_interval: Duration::from_secs(initial),
+            randomization_factor: 0.0,
+            multiplier: 2.0,
+            max_interval: Duration::from_secs(max),
+            max_elapsed_time: Duration::from_secs(max_elapsed),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retries_back_off_and_give_up_after_max_elapsed_time() {
+        let queue = SendingQueue::new("otlp_grpc/t", 4);
+        let sender = Scripted::new(Vec::new());
+        let start = Instant::now();
+        let result = deliver(&queue, &sender, &retry(1, 4, 10), &payload(7)).await;
+        let why = result.expect_err("dropped");
+        assert!(why.contains("max_elapsed_time 10s"), "{why}");
+        // Waits of 1, 2 and 4 s; the next (4 s) would end past 10 s, so the batch goes.
+        assert_eq!(sender.offsets(start), [0.0, 1.0, 3.0, 7.0]);
+        let stats = queue.stats();
+        assert_eq!((stats.retries, stats.dropped_failed), (3, 1));
+        assert_eq!((stats.dropped_points, stats.sent_batches), (7, 0));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_receivers_retry_after_wins_when_longer() {
+        let queue = SendingQueue::new("otlp_http/t", 4);
+        let answers = vec![
+            Err(down(Some(Duration::from_secs(9)))),
+            Ok(Accepted::default()),
+        ];
+        let sender = Scripted::new(answers);
+        let start = Instant::now();
+        deliver(&queue, &sender, &retry(1, 4, 60), &payload(3))
+            .await
+            .expect("sent");
+        assert_eq!(sender.offsets(start), [0.0, 9.0]);
+        let stats = queue.stats();
+        assert_eq!(
+            (stats.sent_batches, stats.sent_points, stats.retries),
+            (1, 3, 1)
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_permanent_error_is_not_retried_and_nothing_is_retried_when_disabled() {
+        let queue = SendingQueue::new("otlp_grpc/t", 4);
+        let refused = Scripted::new(vec![Err(SendError::Permanent("bad request".into()))]);
+        let why = deliver(&queue, &refused, &retry(1, 4, 60), &payload(1)).await;
+        assert_eq!(why.unwrap_err(), "bad request");
+        assert_eq!(refused.offsets(Instant::now()).len(), 1);
+        let disabled = RetrySettings {
+            enabled: false,
+            ..retry(1, 4, 60)
+        };
+        let sender = Scripted::new(Vec::new());
+        let why = deliver(&queue, &sender, &disabled, &payload(1)).await;
+        assert!(why.unwrap_err().contains("retry_on_failure disabled"));
+        assert_eq!(lock(&sender.attempts).len(), 1);
+        assert_eq!(queue.stats().dropped_failed, 2);
+        assert_eq!(queue.stats().retries, 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_cuts_a_long_wait_short() {
+        let queue = Arc::new(SendingQueue::new("otlp_grpc/t", 4));
+        let sender = Arc::new(Scripted::new(vec![
+            Err(down(None)),
+            Ok(Accepted::default()),
+        ]));
+        let start = Instant::now();
+        let worker = tokio::spawn(run(
+            Arc::clone(&queue),
+            Arc::clone(&sender),
+            retry(30, 60, 300),
+        ));
+        queue.enqueue(payload(2));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        queue.close();
+        finish(&queue, worker, Duration::from_secs(10))
+            .await
+            .expect("pushed before the bound");
+        // Without the shutdown the second attempt would have come at 30 s.
+        let offsets = sender.offsets(start);
+        assert_eq!(offsets.len(), 2, "{offsets:?}");
+        assert!(
+            offsets[1] > 1.0 && offsets[1] <= 1.0 + CLOSING_MAX_WAIT.as_secs_f64(),
+            "{offsets:?}"
+        );
+        assert_eq!(queue.stats().sent_batches, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_gives_up_at_its_bound_and_counts_what_was_left() {
+        let queue = Arc::new(SendingQueue::new("otlp_grpc/t", 4));
+        let sender = Arc::new(Scripted {
+            hang: true,
+            ..Scripted::new(Vec::new())
+        });
+        let worker = tokio::spawn(run(
+            Arc::clone(&queue),
+            Arc::clone(&sender),
+            retry(1, 4, 60),
+        ));
+        queue.enqueue(payload(2));
+        queue.enqueue(payload(3));
+        tokio::task::yield_now().await;
+        queue.close();
+        let start = Instant::now();
+        let why = finish(&queue, worker, Duration::from_secs(2))
+            .await
+            .unwrap_err();
+        assert_eq!(Instant::now() - start, Duration::from_secs(2));
+        // The batch in flight and the one still queued.
+        assert_eq!(why, "2 batches not delivered within 2s");
+        let stats = queue.stats();
+        assert_eq!((stats.dropped_shutdown, stats.dropped_points), (2, 5));
     }
 }

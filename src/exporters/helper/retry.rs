@@ -1,15 +1,13 @@
 //! Retrying with backoff (the Collector's `retry_on_failure`): a retryable failure is tried
 //! again after a growing, randomised wait, or the receiver's own requested delay when longer
 //! (gRPC `RetryInfo`, HTTP `Retry-After`), until `max_elapsed_time`; a permanent one drops the
-//! batch.
+//! batch. These are the settings and the backoff they make; the sending loop that applies
+//! them is [`super::queue::deliver`].
 
-use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::queue::{CLOSING_MAX_WAIT, SendingQueue, closed, round};
-use super::{Batch, BatchSender, SendError};
 use crate::backoff::Backoff;
 
 /// The Collector's `retry_on_failure`: exponential backoff on retryable failures.
@@ -87,65 +85,6 @@ impl RetrySettings {
             self.max_interval,
             self.randomization_factor,
         )
-    }
-}
-
-/// Sends one batch, retrying per `retry`; `Err` with the reason when it was dropped. With the
-/// queue disabled the exporter calls this itself; with it, [`super::queue::run`] does.
-pub async fn deliver(
-    shared: &SendingQueue,
-    sender: &impl BatchSender,
-    retry: &RetrySettings,
-    payload: &Batch,
-) -> Result<(), String> {
-    let first = Instant::now();
-    let mut backoff = retry.backoff();
-    let mut closing = shared.closing.subscribe();
-    loop {
-        let (message, retry_after) = match sender.send(&payload.body).await {
-            Ok(accepted) => {
-                shared.sent(payload, accepted);
-                return Ok(());
-            }
-            Err(SendError::Permanent(message)) => {
-                shared.dropped(payload, &message, true);
-                return Err(message);
-            }
-            Err(SendError::Retryable {
-                message,
-                retry_after,
-            }) => (message, retry_after),
-        };
-        if !retry.enabled {
-            let why = format!("{message} (retry_on_failure disabled)");
-            shared.dropped(payload, &why, false);
-            return Err(why);
-        }
-        shared.failing(&message);
-        let wait = backoff.next_delay().max(retry_after.unwrap_or_default());
-        let limit = retry.max_elapsed_time;
-        if !limit.is_zero() && first.elapsed() + wait > limit {
-            let why = format!(
-                "{message} (still failing after {}, retry_on_failure::max_elapsed_time {})",
-                humantime::format_duration(round(first.elapsed())),
-                humantime::format_duration(limit)
-            );
-            shared.dropped(payload, &why, false);
-            return Err(why);
-        }
-        shared.counters.retries.fetch_add(1, Ordering::Relaxed);
-        let wait = if shared.is_closing() {
-            wait.min(CLOSING_MAX_WAIT)
-        } else {
-            wait
-        };
-        tokio::select! {
-            () = tokio::time::sleep(wait) => {}
-            // Shutdown cuts a long wait short: what is pending goes now.
-            () = closed(&mut closing), if !shared.is_closing() => {
-                tokio::time::sleep(wait.min(CLOSING_MAX_WAIT)).await;
-            }
-        }
     }
 }
 
