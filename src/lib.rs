@@ -3,7 +3,7 @@
 //! (receivers → resolvers → exporters).
 
 pub mod backoff;
-pub mod components;
+pub mod component;
 pub mod config;
 pub mod dns;
 pub mod exporters;

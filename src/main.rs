@@ -8,8 +8,9 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use tracing::{info, warn};
 
-use netshim::components::{self, BuildContext};
+use netshim::component::BuildContext;
 use netshim::config::{self, Source, TelemetryConfig};
+use netshim::pipeline::registry;
 use netshim::pipeline::{self, Service};
 use netshim::{output, sys, telemetry};
 
@@ -207,7 +208,7 @@ async fn shutdown_signal() {
 
 fn print_components() {
     let mut current = None;
-    for row in components::listing() {
+    for row in registry::listing() {
         if current != Some(row.kind) {
             println!("{}:", row.kind.section());
             current = Some(row.kind);

@@ -283,11 +283,9 @@ async fn a_containerd_restart_is_survived() {
         text: yaml,
     }])
     .unwrap();
-    let service = netshim::pipeline::build(
-        loaded.config,
-        netshim::components::BuildContext::new("test"),
-    )
-    .unwrap();
+    let service =
+        netshim::pipeline::build(loaded.config, netshim::component::BuildContext::new("test"))
+            .unwrap();
     let health = service.health.clone();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let agent = tokio::spawn(service.run(async {

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use netshim::components::BuildContext;
+use netshim::component::BuildContext;
 use netshim::config::{Source, load_with_env};
 
 fuzz_target!(|data: &[u8]| {

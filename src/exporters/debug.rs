@@ -6,8 +6,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::Deserialize;
 
-use crate::components::{BuildContext, ExporterFactory};
-use crate::config::{ConfigErrors, Validate, parse_component};
+use crate::component::{BuildSite, ComponentConfig, Factory};
+use crate::config::{ConfigErrors, Validate};
+use crate::exporters::ExporterFactory;
 use crate::model::Snapshot;
 use crate::output;
 
@@ -38,20 +39,17 @@ pub struct Config {
 
 impl Validate for Config {}
 
-pub const FACTORY: ExporterFactory = ExporterFactory {
-    type_name: TYPE,
-    aliases: &[],
-    summary: "prints each snapshot to stdout (basic | normal | detailed)",
-    build,
-};
+pub const FACTORY: ExporterFactory = Factory::new::<Config>(
+    TYPE,
+    "prints each snapshot to stdout (basic | normal | detailed)",
+);
 
-fn build(
-    path: &str,
-    settings: serde_json::Value,
-    _ctx: &BuildContext,
-) -> Result<Box<dyn Exporter>, ConfigErrors> {
-    let config: Config = parse_component(path, settings)?;
-    Ok(Box::new(DebugExporter { config }))
+impl ComponentConfig for Config {
+    type Component = dyn Exporter;
+
+    fn build(self, _: &BuildSite<'_>) -> Result<Box<dyn Exporter>, ConfigErrors> {
+        Ok(Box::new(DebugExporter { config: self }))
+    }
 }
 
 pub struct DebugExporter {

@@ -17,6 +17,9 @@ pub enum ExportError {
     Failed(String),
 }
 
+/// The factory of one exporter type (see [`crate::component`]).
+pub type ExporterFactory = crate::component::Factory<dyn Exporter>;
+
 #[async_trait]
 pub trait Exporter: Send + Sync {
     /// Binds servers, connects clients. Called once, before the first snapshot.

@@ -17,8 +17,9 @@ use serde::Deserialize;
 use tokio::sync::oneshot;
 use tracing::info;
 
-use crate::components::{BuildContext, ExtensionFactory};
-use crate::config::{ConfigErrors, Validate, parse_component};
+use crate::component::{BuildSite, ComponentConfig, Factory};
+use crate::config::{ConfigErrors, Validate};
+use crate::extensions::ExtensionFactory;
 use crate::health::Health;
 
 use super::{Extension, ExtensionError};
@@ -63,24 +64,21 @@ impl Validate for Config {
     }
 }
 
-pub const FACTORY: ExtensionFactory = ExtensionFactory {
-    type_name: TYPE,
-    aliases: &[],
-    summary: "readiness (path, default /) and liveness (/livez) over HTTP, Collector-style",
-    build,
-};
+pub const FACTORY: ExtensionFactory = Factory::new::<Config>(
+    TYPE,
+    "readiness (path, default /) and liveness (/livez) over HTTP, Collector-style",
+);
 
-fn build(
-    path: &str,
-    settings: serde_json::Value,
-    _ctx: &BuildContext,
-) -> Result<Box<dyn Extension>, ConfigErrors> {
-    let config: Config = parse_component(path, settings)?;
-    Ok(Box::new(HealthCheck {
-        config,
-        stop: Mutex::new(None),
-        bound: Mutex::new(None),
-    }))
+impl ComponentConfig for Config {
+    type Component = dyn Extension;
+
+    fn build(self, _: &BuildSite<'_>) -> Result<Box<dyn Extension>, ConfigErrors> {
+        Ok(Box::new(HealthCheck {
+            config: self,
+            stop: Mutex::new(None),
+            bound: Mutex::new(None),
+        }))
+    }
 }
 
 pub struct HealthCheck {

@@ -12,6 +12,9 @@ pub enum ExtensionError {
     Failed(String),
 }
 
+/// The factory of one extension type (see [`crate::component`]).
+pub type ExtensionFactory = crate::component::Factory<dyn Extension>;
+
 #[async_trait]
 pub trait Extension: Send + Sync {
     /// Starts serving; `health` is the agent's readiness.

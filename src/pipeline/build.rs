@@ -3,15 +3,15 @@
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
-use crate::components::{
-    self, BuildContext, EXPORTERS, EXTENSIONS, Factory, Kind, Lookup, RECEIVERS, RESOLVERS,
-};
-use crate::config::{ComponentId, ConfigError, ConfigErrors, RawConfig};
+use crate::component::{BuildContext, BuildSite, Factory, Kind};
+use crate::config::{ComponentId, ConfigError, ConfigErrors, PipelineConfig, RawConfig};
 use crate::exporters::Exporter;
 use crate::extensions::Extension;
 use crate::health::Health;
 use crate::receivers::Receiver;
 use crate::resolvers::Resolver;
+
+use super::registry::{self, EXPORTERS, EXTENSIONS, Lookup, RECEIVERS, RESOLVERS};
 
 /// The only signal netshim's pipelines carry.
 const SIGNAL: &str = "metrics";
@@ -47,48 +47,72 @@ impl Service {
     }
 }
 
+/// Every configured component, built, by id.
+struct Components {
+    receivers: BTreeMap<String, Arc<dyn Receiver>>,
+    resolvers: BTreeMap<String, Arc<dyn Resolver>>,
+    exporters: BTreeMap<String, Arc<dyn Exporter>>,
+    extensions: BTreeMap<String, Arc<dyn Extension>>,
+}
+
+/// The problems found so far, and the notices.
+#[derive(Default)]
+struct Report {
+    errors: ConfigErrors,
+    warnings: Vec<String>,
+}
+
 /// Builds every configured component (to validate it) and wires the pipelines. Components
 /// configured but in no pipeline are checked and then dropped: they never start.
 pub fn build(raw: RawConfig, context: BuildContext) -> Result<Service, ConfigErrors> {
-    let mut errors = ConfigErrors::default();
-    let mut warnings = Vec::new();
+    let mut report = Report::default();
+    let built = build_components(&raw, &context, &mut report);
+    let extensions = enable_extensions(&raw, &built, &mut report.errors);
+    if raw.service.pipelines.is_empty() {
+        report.errors.push(ConfigError::new(
+            "service::pipelines",
+            "at least one pipeline is required (e.g. `metrics:` with receivers and exporters)",
+        ));
+    }
+    let pipelines = raw
+        .service
+        .pipelines
+        .iter()
+        .map(|(name, p)| wire_pipeline(name, p, &raw, &built, &mut report.errors))
+        .collect();
+    report.errors.into_result(Service {
+        context,
+        extensions,
+        health: Health::default(),
+        pipelines,
+        warnings: report.warnings,
+    })
+}
 
-    let receivers = build_section(
-        Kind::Receiver,
-        RECEIVERS,
-        raw.receivers.clone(),
-        &context,
-        &mut errors,
-        &mut warnings,
-    );
-    let resolvers = build_section(
-        Kind::Resolver,
-        RESOLVERS,
-        raw.resolvers.clone(),
-        &context,
-        &mut errors,
-        &mut warnings,
-    );
-    let exporters = build_section(
-        Kind::Exporter,
-        EXPORTERS,
-        raw.exporters.clone(),
-        &context,
-        &mut errors,
-        &mut warnings,
-    );
-    let extensions = build_section(
-        Kind::Extension,
-        EXTENSIONS,
-        raw.extensions.clone(),
-        &context,
-        &mut errors,
-        &mut warnings,
-    );
+fn build_components(raw: &RawConfig, context: &BuildContext, report: &mut Report) -> Components {
+    Components {
+        receivers: build_section(Kind::Receiver, RECEIVERS, &raw.receivers, context, report),
+        resolvers: build_section(Kind::Resolver, RESOLVERS, &raw.resolvers, context, report),
+        exporters: build_section(Kind::Exporter, EXPORTERS, &raw.exporters, context, report),
+        extensions: build_section(
+            Kind::Extension,
+            EXTENSIONS,
+            &raw.extensions,
+            context,
+            report,
+        ),
+    }
+}
 
+/// The extensions `service.extensions` names, in its order.
+fn enable_extensions(
+    raw: &RawConfig,
+    built: &Components,
+    errors: &mut ConfigErrors,
+) -> Vec<(String, Arc<dyn Extension>)> {
     let mut enabled = Vec::new();
     for (i, ext) in raw.service.extensions.iter().enumerate() {
-        match extensions.get(ext) {
+        match built.extensions.get(ext) {
             Some(e) => enabled.push((ext.clone(), Arc::clone(e))),
             None if raw.extensions.contains_key(ext) => {} // configured, failed to build: reported
             None => errors.push(ConfigError::new(
@@ -97,75 +121,59 @@ pub fn build(raw: RawConfig, context: BuildContext) -> Result<Service, ConfigErr
             )),
         }
     }
+    enabled
+}
 
-    if raw.service.pipelines.is_empty() {
-        errors.push(ConfigError::new(
-            "service::pipelines",
-            "at least one pipeline is required (e.g. `metrics:` with receivers and exporters)",
-        ));
-    }
-    let mut pipelines = Vec::new();
-    for (name, p) in &raw.service.pipelines {
-        let path = format!("service::pipelines::{name}");
-        match name.parse::<ComponentId>() {
-            Ok(id) if id.type_name == SIGNAL => {}
-            Ok(id) => errors.push(ConfigError::new(
-                &path,
-                format!(
-                    "unsupported signal \"{}\": netshim pipelines carry metrics (name them `metrics` or `metrics/NAME`)",
-                    id.type_name
-                ),
-            )),
-            Err(e) => errors.push(ConfigError::new(&path, format!("invalid pipeline id: {e}"))),
-        }
-        if p.receivers.is_empty() {
-            errors.push(ConfigError::new(&path, "must have at least one receiver"));
-        }
-        if p.exporters.is_empty() {
-            errors.push(ConfigError::new(&path, "must have at least one exporter"));
-        }
-        let r = wire(
+/// Checks one pipeline's id and shape and resolves its references to built components.
+fn wire_pipeline(
+    name: &str,
+    p: &PipelineConfig,
+    raw: &RawConfig,
+    built: &Components,
+    errors: &mut ConfigErrors,
+) -> Pipeline {
+    let path = format!("service::pipelines::{name}");
+    match name.parse::<ComponentId>() {
+        Ok(id) if id.type_name == SIGNAL => {}
+        Ok(id) => errors.push(ConfigError::new(
             &path,
+            format!(
+                "unsupported signal \"{}\": netshim pipelines carry metrics (name them `metrics` or `metrics/NAME`)",
+                id.type_name
+            ),
+        )),
+        Err(e) => errors.push(ConfigError::new(&path, format!("invalid pipeline id: {e}"))),
+    }
+    if p.receivers.is_empty() {
+        errors.push(ConfigError::new(&path, "must have at least one receiver"));
+    }
+    if p.exporters.is_empty() {
+        errors.push(ConfigError::new(&path, "must have at least one exporter"));
+    }
+    let mut refs = References {
+        path: &path,
+        errors,
+    };
+    Pipeline {
+        name: name.to_string(),
+        receivers: refs.resolve(
             Kind::Receiver,
             &p.receivers,
             &raw.receivers,
-            &receivers,
-            &mut errors,
-        );
-        let s = wire(
-            &path,
+            &built.receivers,
+        ),
+        resolvers: refs.resolve(
             Kind::Resolver,
             &p.resolvers,
             &raw.resolvers,
-            &resolvers,
-            &mut errors,
-        );
-        let e = wire(
-            &path,
+            &built.resolvers,
+        ),
+        exporters: refs.resolve(
             Kind::Exporter,
             &p.exporters,
             &raw.exporters,
-            &exporters,
-            &mut errors,
-        );
-        pipelines.push(Pipeline {
-            name: name.clone(),
-            receivers: r,
-            resolvers: s,
-            exporters: e,
-        });
-    }
-
-    if errors.is_empty() {
-        Ok(Service {
-            context,
-            extensions: enabled,
-            health: Health::default(),
-            pipelines,
-            warnings,
-        })
-    } else {
-        Err(errors)
+            &built.exporters,
+        ),
     }
 }
 
@@ -173,10 +181,9 @@ pub fn build(raw: RawConfig, context: BuildContext) -> Result<Service, ConfigErr
 fn build_section<T: ?Sized>(
     kind: Kind,
     factories: &[Factory<T>],
-    section: BTreeMap<String, serde_json::Value>,
+    section: &BTreeMap<String, serde_json::Value>,
     context: &BuildContext,
-    errors: &mut ConfigErrors,
-    warnings: &mut Vec<String>,
+    report: &mut Report,
 ) -> BTreeMap<String, Arc<T>> {
     let mut built = BTreeMap::new();
     for (id, settings) in section {
@@ -184,79 +191,105 @@ fn build_section<T: ?Sized>(
         let parsed = match id.parse::<ComponentId>() {
             Ok(parsed) => parsed,
             Err(e) => {
-                errors.push(ConfigError::new(&path, format!("invalid id: {e}")));
+                report
+                    .errors
+                    .push(ConfigError::new(&path, format!("invalid id: {e}")));
                 continue;
             }
         };
-        let factory = match components::lookup(factories, &parsed.type_name) {
-            Lookup::Found(f) => f,
-            Lookup::Alias(f) => {
-                warnings.push(format!(
-                    "{path}: type \"{}\" is deprecated, use \"{}\"",
-                    parsed.type_name, f.type_name
-                ));
-                f
-            }
-            Lookup::Unknown => {
-                let valid = components::type_names(factories);
-                let valid = if valid.is_empty() {
-                    "none yet".to_string()
-                } else {
-                    valid.join(", ")
-                };
-                errors.push(ConfigError::new(
-                    &path,
-                    format!(
-                        "unknown {} type \"{}\"; valid types are: {valid}",
-                        kind.noun(),
-                        parsed.type_name
-                    ),
-                ));
-                continue;
-            }
+        let Some(factory) = find_factory(kind, factories, &parsed, report) else {
+            continue;
         };
-        match (factory.build)(&path, settings, context) {
+        let site = BuildSite {
+            kind,
+            id: &parsed,
+            context,
+        };
+        match (factory.build)(&site, settings.clone()) {
             Ok(component) => {
-                built.insert(id, Arc::from(component));
+                built.insert(id.clone(), Arc::from(component));
             }
-            Err(e) => errors.extend(e),
+            Err(e) => report.errors.extend(e),
         }
     }
     built
 }
 
-/// Resolves a pipeline's references to built components.
-fn wire<T: ?Sized>(
-    path: &str,
+/// The factory of `id`'s type; an unknown type is reported with the valid ones, a deprecated
+/// alias with its new name.
+fn find_factory<'a, T: ?Sized>(
     kind: Kind,
-    refs: &[String],
-    configured: &BTreeMap<String, serde_json::Value>,
-    built: &BTreeMap<String, Arc<T>>,
-    errors: &mut ConfigErrors,
-) -> Vec<(String, Arc<T>)> {
-    let mut seen = HashSet::new();
-    let mut out = Vec::new();
-    for r in refs {
-        if !seen.insert(r) {
-            errors.push(ConfigError::new(
-                path,
-                format!("references {} \"{r}\" more than once", kind.noun()),
+    factories: &'a [Factory<T>],
+    id: &ComponentId,
+    report: &mut Report,
+) -> Option<&'a Factory<T>> {
+    let path = format!("{}::{id}", kind.section());
+    match registry::lookup(factories, &id.type_name) {
+        Lookup::Found(f) => Some(f),
+        Lookup::Alias(f) => {
+            report.warnings.push(format!(
+                "{path}: type \"{}\" is deprecated, use \"{}\"",
+                id.type_name, f.type_name
             ));
-            continue;
+            Some(f)
         }
-        if !configured.contains_key(r) {
-            errors.push(ConfigError::new(
-                path,
-                format!("references {} \"{r}\" which is not configured", kind.noun()),
+        Lookup::Unknown => {
+            let valid = registry::type_names(factories);
+            let valid = if valid.is_empty() {
+                "none yet".to_string()
+            } else {
+                valid.join(", ")
+            };
+            report.errors.push(ConfigError::new(
+                &path,
+                format!(
+                    "unknown {} type \"{}\"; valid types are: {valid}",
+                    kind.noun(),
+                    id.type_name
+                ),
             ));
-            continue;
-        }
-        // A configured component that failed to build has its own error already.
-        if let Some(c) = built.get(r) {
-            out.push((r.clone(), Arc::clone(c)));
+            None
         }
     }
-    out
+}
+
+/// A pipeline's references, checked against what is configured and built.
+struct References<'a> {
+    path: &'a str,
+    errors: &'a mut ConfigErrors,
+}
+
+impl References<'_> {
+    /// The built components `refs` names, in order; a duplicate or a dangling reference is
+    /// reported.
+    fn resolve<T: ?Sized>(
+        &mut self,
+        kind: Kind,
+        refs: &[String],
+        configured: &BTreeMap<String, serde_json::Value>,
+        built: &BTreeMap<String, Arc<T>>,
+    ) -> Vec<(String, Arc<T>)> {
+        let mut seen = HashSet::new();
+        let mut out = Vec::new();
+        for r in refs {
+            let problem = if !seen.insert(r) {
+                "more than once"
+            } else if !configured.contains_key(r) {
+                "which is not configured"
+            } else {
+                // A configured component that failed to build has its own error already.
+                if let Some(c) = built.get(r) {
+                    out.push((r.clone(), Arc::clone(c)));
+                }
+                continue;
+            };
+            self.errors.push(ConfigError::new(
+                self.path,
+                format!("references {} \"{r}\" {problem}", kind.noun()),
+            ));
+        }
+        out
+    }
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 mod build;
 mod cycle;
 mod events;
+pub mod registry;
 mod run;
 
 pub use build::{Pipeline, Service, build};

@@ -1,8 +1,9 @@
 //! The running service: one task per receiver (shared by the pipelines that use it), one task
 //! per pipeline that turns fresh receiver results into snapshots, and an orderly shutdown.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,6 +14,7 @@ use tracing::{Instrument, info, warn};
 
 use crate::backoff::Backoff;
 use crate::exporters::Exporter;
+use crate::extensions::Extension;
 use crate::health::Health;
 use crate::model::Sandbox;
 use crate::receivers::Receiver;
@@ -47,83 +49,27 @@ impl Service {
     /// Starts the exporters, then runs until `shutdown` completes, then stops the exporters.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         let exporters = self.unique_exporters();
-        for (id, exporter) in &exporters {
-            exporter
-                .start()
-                .await
-                .with_context(|| format!("starting exporter {id}"))?;
-        }
-
-        for (id, extension) in &self.extensions {
-            extension
-                .start(self.health.clone())
-                .await
-                .with_context(|| format!("starting extension {id}"))?;
-        }
-
-        let mut started = std::collections::BTreeSet::new();
-        for pipeline in &self.pipelines {
-            for (id, resolver) in &pipeline.resolvers {
-                if started.insert(id.clone()) {
-                    resolver
-                        .start(StartContext {
-                            id: id.clone(),
-                            health: self.health.clone(),
-                            one_shot: false,
-                        })
-                        .await
-                        .with_context(|| format!("starting resolver {id}"))?;
-                }
-            }
-        }
-
+        self.start_components(&exporters).await?;
         let mut tasks = JoinSet::new();
         // Events make receivers scan before their interval is up.
         let (trigger, early) = watch::channel(0u64);
-        tasks.spawn(events::host_links(trigger.clone()));
-        let mut folders: Vec<std::path::PathBuf> = self
-            .pipelines
-            .iter()
-            .flat_map(|p| p.receivers.iter().flat_map(|(_, r)| r.watch_folders()))
-            .collect();
-        folders.sort();
-        folders.dedup();
-        if !folders.is_empty() {
-            tasks.spawn(events::folders(folders, trigger.clone()));
-        }
-        let mut latest: BTreeMap<String, Latest> = BTreeMap::new();
-        for pipeline in &self.pipelines {
-            for (id, receiver) in &pipeline.receivers {
-                if latest.contains_key(id) {
-                    continue;
-                }
-                let (tx, rx) = watch::channel(None);
-                latest.insert(id.clone(), rx);
-                self.health.register(&format!("receivers::{id}"));
-                tasks.spawn(events::receiver(Arc::clone(receiver), trigger.clone()));
-                tasks.spawn(receive_loop(
-                    id.clone(),
-                    Arc::clone(receiver),
-                    tx,
-                    self.health.clone(),
-                    Arc::clone(&self.context.metrics),
-                    early.clone(),
-                ));
-            }
-        }
-        let node = self.context.node_name.clone();
-        for pipeline in self.pipelines {
+        self.spawn_event_sources(&mut tasks, &trigger);
+        let latest = self.spawn_receivers(&mut tasks, &trigger, &early);
+        let Service {
+            context,
+            extensions,
+            pipelines,
+            ..
+        } = self;
+        let node = context.node_name.clone();
+        for pipeline in pipelines {
             let inputs: Vec<Latest> = pipeline
                 .receivers
                 .iter()
                 .filter_map(|(id, _)| latest.get(id).cloned())
                 .collect();
-            tasks.spawn(pipeline_loop(
-                pipeline,
-                node.clone(),
-                inputs,
-                Arc::clone(&self.context.metrics),
-            ));
+            let metrics = Arc::clone(&context.metrics);
+            tasks.spawn(pipeline_loop(pipeline, node.clone(), inputs, metrics));
         }
         info!(node = %node, "netshim running");
 
@@ -131,22 +77,7 @@ impl Service {
         info!("shutting down");
         tasks.abort_all();
         while tasks.join_next().await.is_some() {}
-        // Exporters push what they hold (the last snapshot) in parallel, each within a bound.
-        let flushes = exporters.iter().map(|(id, exporter)| async move {
-            match tokio::time::timeout(SHUTDOWN_LIMIT, exporter.shutdown()).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => warn!(exporter = %id, error = %e, "exporter shutdown failed"),
-                Err(_) => {
-                    warn!(exporter = %id, "exporter did not finish within {SHUTDOWN_LIMIT:?}")
-                }
-            }
-        });
-        futures::future::join_all(flushes).await;
-        for (id, extension) in &self.extensions {
-            if let Err(e) = extension.shutdown().await {
-                warn!(extension = %id, error = %e, "extension shutdown failed");
-            }
-        }
+        stop(&exporters, &extensions).await;
         info!("stopped");
         Ok(())
     }
@@ -157,6 +88,108 @@ impl Service {
             .flat_map(|p| p.exporters.iter())
             .map(|(id, e)| (id.clone(), Arc::clone(e)))
             .collect()
+    }
+
+    /// Starts the exporters, the extensions and the resolvers (each once, however many
+    /// pipelines use it), in that order: whatever produces data finds its consumers ready.
+    async fn start_components(
+        &self,
+        exporters: &BTreeMap<String, Arc<dyn Exporter>>,
+    ) -> anyhow::Result<()> {
+        for (id, exporter) in exporters {
+            exporter
+                .start()
+                .await
+                .with_context(|| format!("starting exporter {id}"))?;
+        }
+        for (id, extension) in &self.extensions {
+            extension
+                .start(self.health.clone())
+                .await
+                .with_context(|| format!("starting extension {id}"))?;
+        }
+        let mut started = BTreeSet::new();
+        for (id, resolver) in self.pipelines.iter().flat_map(|p| &p.resolvers) {
+            if started.insert(id.clone()) {
+                let context = StartContext {
+                    id: id.clone(),
+                    health: self.health.clone(),
+                    one_shot: false,
+                };
+                resolver
+                    .start(context)
+                    .await
+                    .with_context(|| format!("starting resolver {id}"))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The host's link changes and the receivers' watched folders, each bumping `trigger`.
+    fn spawn_event_sources(&self, tasks: &mut JoinSet<()>, trigger: &watch::Sender<u64>) {
+        tasks.spawn(events::host_links(trigger.clone()));
+        let mut folders: Vec<PathBuf> = self
+            .pipelines
+            .iter()
+            .flat_map(|p| p.receivers.iter().flat_map(|(_, r)| r.watch_folders()))
+            .collect();
+        folders.sort();
+        folders.dedup();
+        if !folders.is_empty() {
+            tasks.spawn(events::folders(folders, trigger.clone()));
+        }
+    }
+
+    /// One receive loop (and one event listener) per receiver, however many pipelines use
+    /// it; returns where each publishes its results.
+    fn spawn_receivers(
+        &self,
+        tasks: &mut JoinSet<()>,
+        trigger: &watch::Sender<u64>,
+        early: &watch::Receiver<u64>,
+    ) -> BTreeMap<String, Latest> {
+        let mut latest = BTreeMap::new();
+        for (id, receiver) in self.pipelines.iter().flat_map(|p| &p.receivers) {
+            if latest.contains_key(id) {
+                continue;
+            }
+            let (tx, rx) = watch::channel(None);
+            latest.insert(id.clone(), rx);
+            self.health.register(&format!("receivers::{id}"));
+            tasks.spawn(events::receiver(Arc::clone(receiver), trigger.clone()));
+            tasks.spawn(receive_loop(
+                id.clone(),
+                Arc::clone(receiver),
+                tx,
+                self.health.clone(),
+                Arc::clone(&self.context.metrics),
+                early.clone(),
+            ));
+        }
+        latest
+    }
+}
+
+/// Lets the exporters push what they hold (the last snapshot), in parallel and each within
+/// [`SHUTDOWN_LIMIT`], then stops the extensions.
+async fn stop(
+    exporters: &BTreeMap<String, Arc<dyn Exporter>>,
+    extensions: &[(String, Arc<dyn Extension>)],
+) {
+    let flushes = exporters.iter().map(|(id, exporter)| async move {
+        match tokio::time::timeout(SHUTDOWN_LIMIT, exporter.shutdown()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => warn!(exporter = %id, error = %e, "exporter shutdown failed"),
+            Err(_) => {
+                warn!(exporter = %id, "exporter did not finish within {SHUTDOWN_LIMIT:?}")
+            }
+        }
+    });
+    futures::future::join_all(flushes).await;
+    for (id, extension) in extensions {
+        if let Err(e) = extension.shutdown().await {
+            warn!(extension = %id, error = %e, "extension shutdown failed");
+        }
     }
 }
 
@@ -179,7 +212,7 @@ async fn receive_loop(
     loop {
         let started = tokio::time::Instant::now();
         let span = tracing::info_span!("netshim.receive", receiver = %id);
-        let (wait, failed) = match receiver.collect().instrument(span).await {
+        match receiver.collect().instrument(span).await {
             Ok(found) => {
                 if health.report(&key, Ok(())) {
                     info!(receiver = %id, "receiver ready");
@@ -194,7 +227,7 @@ async fn receive_loop(
                 } else {
                     interval
                 };
-                (wait, false)
+                event_scan = until_due_or_event(started + wait, &mut early).await;
             }
             Err(e) => {
                 metrics.error("receiver", &id);
@@ -202,27 +235,31 @@ async fn receive_loop(
                 if health.report(&key, Err(msg.clone())) {
                     warn!(receiver = %id, error = %msg, "receiver failed; keeping its last result and retrying");
                 }
-                (backoff.next_delay(), true)
+                // Events do not cut a failing receiver's backoff short: on a busy node host
+                // link changes come several times a second, and each would retry a dead
+                // runtime.
+                tokio::time::sleep_until(started + backoff.next_delay()).await;
+                early.mark_unchanged();
+                event_scan = false;
             }
-        };
-        if failed {
-            // Events do not cut a failing receiver's backoff short: on a busy node host link
-            // changes come several times a second, and each would retry a dead runtime.
-            tokio::time::sleep_until(started + wait).await;
-            early.mark_unchanged();
-            continue;
         }
-        event_scan = false;
-        tokio::select! {
-            () = tokio::time::sleep_until(started + wait) => {}
-            changed = early.changed() => {
-                if changed.is_ok() {
-                    event_scan = true;
-                    // Let the rest of a burst (a pod's veth, its namespace, its addresses) land.
-                    tokio::time::sleep(EVENT_SETTLE).await;
-                    early.mark_unchanged();
-                }
+    }
+}
+
+/// Waits until `due` or an event, whichever comes first; true for an event. After an event it
+/// lets the rest of the burst (a pod's veth, its namespace, its addresses) land.
+async fn until_due_or_event(due: tokio::time::Instant, early: &mut watch::Receiver<u64>) -> bool {
+    tokio::select! {
+        () = tokio::time::sleep_until(due) => false,
+        changed = early.changed() => {
+            if changed.is_err() {
+                // No more events (shutting down): the interval still holds.
+                tokio::time::sleep_until(due).await;
+                return false;
             }
+            tokio::time::sleep(EVENT_SETTLE).await;
+            early.mark_unchanged();
+            true
         }
     }
 }

@@ -17,6 +17,9 @@ pub enum ReceiverError {
     Scan(String),
 }
 
+/// The factory of one receiver type (see [`crate::component`]).
+pub type ReceiverFactory = crate::component::Factory<dyn Receiver>;
+
 #[async_trait]
 pub trait Receiver: Send + Sync {
     /// One scan. Individual entries that cannot be read are skipped (and logged) inside; an error

@@ -28,6 +28,9 @@ pub enum ResolverError {
     Failed(String),
 }
 
+/// The factory of one resolver type (see [`crate::component`]).
+pub type ResolverFactory = crate::component::Factory<dyn Resolver>;
+
 #[async_trait]
 pub trait Resolver: Send + Sync {
     /// Starts background work (a watch, say). Called once, before the first cycle. An error

@@ -36,8 +36,8 @@ use prost::Message;
 use tokio::task::JoinHandle;
 use tracing::debug;
 
-use crate::components::{BuildContext, ExporterFactory};
-use crate::config::{ConfigErrors, parse_component};
+use crate::component::{BuildSite, ComponentConfig, Factory};
+use crate::config::ConfigErrors;
 use crate::model::Snapshot;
 use crate::self_metrics::{AgentMetrics, ExporterStats};
 
@@ -45,51 +45,39 @@ use self::config::{Config, GrpcConfig, HttpConfig, Protocol};
 use self::convert::SeriesStarts;
 use self::transport::Sender;
 
+use super::helper::Batch;
 use super::helper::queue::{self, SendingQueue};
-use super::helper::{Batch, retry};
-use super::{ExportError, Exporter};
+use super::{ExportError, Exporter, ExporterFactory};
 
 pub const GRPC_TYPE: &str = "otlp_grpc";
 pub const HTTP_TYPE: &str = "otlp_http";
 
-pub const GRPC_FACTORY: ExporterFactory = ExporterFactory {
-    type_name: GRPC_TYPE,
-    aliases: &["otlp"],
-    summary: "pushes OTLP metrics over gRPC, one resource per pod (Collector settings)",
-    build: build_grpc,
-};
+pub const GRPC_FACTORY: ExporterFactory = Factory::new::<GrpcConfig>(
+    GRPC_TYPE,
+    "pushes OTLP metrics over gRPC, one resource per pod (Collector settings)",
+)
+.with_aliases(&["otlp"]);
 
-pub const HTTP_FACTORY: ExporterFactory = ExporterFactory {
-    type_name: HTTP_TYPE,
-    aliases: &["otlphttp"],
-    summary: "pushes OTLP metrics as HTTP/protobuf to /v1/metrics, one resource per pod",
-    build: build_http,
-};
+pub const HTTP_FACTORY: ExporterFactory = Factory::new::<HttpConfig>(
+    HTTP_TYPE,
+    "pushes OTLP metrics as HTTP/protobuf to /v1/metrics, one resource per pod",
+)
+.with_aliases(&["otlphttp"]);
 
-fn build_grpc(
-    path: &str,
-    settings: serde_json::Value,
-    ctx: &BuildContext,
-) -> Result<Box<dyn Exporter>, ConfigErrors> {
-    Ok(Box::new(OtlpExporter::build(
-        Protocol::Grpc,
-        path,
-        settings,
-        ctx,
-    )?))
+impl ComponentConfig for GrpcConfig {
+    type Component = dyn Exporter;
+
+    fn build(self, site: &BuildSite<'_>) -> Result<Box<dyn Exporter>, ConfigErrors> {
+        Ok(Box::new(OtlpExporter::at(site, Protocol::Grpc, self.0)))
+    }
 }
 
-fn build_http(
-    path: &str,
-    settings: serde_json::Value,
-    ctx: &BuildContext,
-) -> Result<Box<dyn Exporter>, ConfigErrors> {
-    Ok(Box::new(OtlpExporter::build(
-        Protocol::Http,
-        path,
-        settings,
-        ctx,
-    )?))
+impl ComponentConfig for HttpConfig {
+    type Component = dyn Exporter;
+
+    fn build(self, site: &BuildSite<'_>) -> Result<Box<dyn Exporter>, ConfigErrors> {
+        Ok(Box::new(OtlpExporter::at(site, Protocol::Http, self.0)))
+    }
 }
 
 /// The longest `shutdown` waits for pending batches.
@@ -116,20 +104,11 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl OtlpExporter {
-    /// Parses and validates the settings found at `path` (`exporters::otlp_grpc/name`); does
-    /// no I/O. Once started, its statistics are published through `ctx.metrics`.
-    pub fn build(
-        protocol: Protocol,
-        path: &str,
-        settings: serde_json::Value,
-        ctx: &BuildContext,
-    ) -> Result<Self, ConfigErrors> {
-        let config = match protocol {
-            Protocol::Grpc => parse_component::<GrpcConfig>(path, settings)?.0,
-            Protocol::Http => parse_component::<HttpConfig>(path, settings)?.0,
-        };
-        let id = path.strip_prefix("exporters::").unwrap_or(path).to_string();
-        Ok(Self::new(id, protocol, config, Arc::clone(&ctx.metrics)))
+    /// The exporter the pipeline builds at `site`: named by its id, reporting to the agent's
+    /// metrics once started.
+    fn at(site: &BuildSite<'_>, protocol: Protocol, config: Config) -> Self {
+        let metrics = Arc::clone(&site.context.metrics);
+        Self::new(site.id.to_string(), protocol, config, metrics)
     }
 
     /// An exporter from settings already validated (see [`Config::problems`]), reporting to
@@ -246,7 +225,7 @@ impl Exporter for OtlpExporter {
             return Ok(());
         }
         let _one_at_a_time = self.sync_send.lock().await;
-        retry::deliver(
+        queue::deliver(
             &self.queue,
             sender.as_ref(),
             &self.config.retry_on_failure,

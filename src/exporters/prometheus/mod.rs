@@ -22,8 +22,9 @@ use serde::Deserialize;
 use tokio::sync::oneshot;
 use tracing::info;
 
-use crate::components::{BuildContext, ExporterFactory};
-use crate::config::{ConfigErrors, Validate, parse_component};
+use crate::component::{BuildSite, ComponentConfig, Factory};
+use crate::config::{ConfigErrors, Validate};
+use crate::exporters::ExporterFactory;
 use crate::model::Snapshot;
 use crate::self_metrics::{AgentMetrics, MetricsView};
 
@@ -65,23 +66,18 @@ impl Validate for Config {
     }
 }
 
-pub const FACTORY: ExporterFactory = ExporterFactory {
-    type_name: TYPE,
-    aliases: &[],
-    summary: "Prometheus pull endpoint (/metrics, /healthz); pod_interface_shim compatible",
-    build,
-};
+pub const FACTORY: ExporterFactory = Factory::new::<Config>(
+    TYPE,
+    "Prometheus pull endpoint (/metrics, /healthz); pod_interface_shim compatible",
+);
 
-fn build(
-    path: &str,
-    settings: serde_json::Value,
-    ctx: &BuildContext,
-) -> Result<Box<dyn Exporter>, ConfigErrors> {
-    let config: Config = parse_component(path, settings)?;
-    Ok(Box::new(PrometheusExporter::new(
-        config,
-        Arc::clone(&ctx.metrics),
-    )))
+impl ComponentConfig for Config {
+    type Component = dyn Exporter;
+
+    fn build(self, site: &BuildSite<'_>) -> Result<Box<dyn Exporter>, ConfigErrors> {
+        let metrics = Arc::clone(&site.context.metrics);
+        Ok(Box::new(PrometheusExporter::new(self, metrics)))
+    }
 }
 
 /// What a scrape reads.

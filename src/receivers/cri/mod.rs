@@ -25,9 +25,10 @@ use futures::StreamExt;
 use serde::Deserialize;
 use tracing::{info, warn};
 
-use crate::components::{BuildContext, ReceiverFactory};
-use crate::config::{ConfigErrors, Validate, parse_component};
+use crate::component::{BuildSite, ComponentConfig, Factory};
+use crate::config::{ConfigErrors, Validate};
 use crate::model::Sandbox;
+use crate::receivers::ReceiverFactory;
 
 use super::{Receiver, ReceiverError};
 pub use client::{CriClient, CriError};
@@ -96,23 +97,19 @@ impl Validate for Config {
     }
 }
 
-pub const FACTORY: ReceiverFactory = ReceiverFactory {
-    type_name: TYPE,
-    aliases: &[],
-    summary: "pods and their network namespaces from the container runtime (CRI v1)",
-    build,
-};
+pub const FACTORY: ReceiverFactory = Factory::new::<Config>(
+    TYPE,
+    "pods and their network namespaces from the container runtime (CRI v1)",
+);
 
-fn build(
-    path: &str,
-    settings: serde_json::Value,
-    _ctx: &BuildContext,
-) -> Result<Box<dyn Receiver>, ConfigErrors> {
-    let config: Config = parse_component(path, settings)?;
-    // validate() has checked it parses.
-    let endpoint = Endpoint::parse(&config.endpoint)
-        .map_err(|e| ConfigErrors::from(crate::config::ConfigError::new(path, e)))?;
-    Ok(Box::new(CriReceiver::new(config, endpoint)))
+impl ComponentConfig for Config {
+    type Component = dyn Receiver;
+
+    fn build(self, site: &BuildSite<'_>) -> Result<Box<dyn Receiver>, ConfigErrors> {
+        // validate() has checked it parses.
+        let endpoint = Endpoint::parse(&self.endpoint).map_err(|e| site.error(e))?;
+        Ok(Box::new(CriReceiver::new(self, endpoint)))
+    }
 }
 
 pub struct CriReceiver {

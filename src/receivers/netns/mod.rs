@@ -11,9 +11,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::Deserialize;
 
-use crate::components::{BuildContext, ReceiverFactory};
-use crate::config::{ConfigErrors, Validate, parse_component};
+use crate::component::{BuildSite, ComponentConfig, Factory};
+use crate::config::{ConfigErrors, Validate};
 use crate::model::Sandbox;
+use crate::receivers::ReceiverFactory;
 use crate::sys::netns::own_netns_key;
 
 use super::{Receiver, ReceiverError};
@@ -65,20 +66,17 @@ impl Validate for Config {
     }
 }
 
-pub const FACTORY: ReceiverFactory = ReceiverFactory {
-    type_name: TYPE,
-    aliases: &[],
-    summary: "network namespaces from bind-mount folders and /proc (any runtime)",
-    build,
-};
+pub const FACTORY: ReceiverFactory = Factory::new::<Config>(
+    TYPE,
+    "network namespaces from bind-mount folders and /proc (any runtime)",
+);
 
-fn build(
-    path: &str,
-    settings: serde_json::Value,
-    _ctx: &BuildContext,
-) -> Result<Box<dyn Receiver>, ConfigErrors> {
-    let config: Config = parse_component(path, settings)?;
-    Ok(Box::new(NetnsReceiver::new(config)))
+impl ComponentConfig for Config {
+    type Component = dyn Receiver;
+
+    fn build(self, _: &BuildSite<'_>) -> Result<Box<dyn Receiver>, ConfigErrors> {
+        Ok(Box::new(NetnsReceiver::new(self)))
+    }
 }
 
 pub struct NetnsReceiver {

@@ -17,9 +17,10 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use serde::Deserialize;
 
-use crate::components::{BuildContext, ResolverFactory};
-use crate::config::{ConfigErrors, Validate, parse_component};
+use crate::component::{BuildSite, ComponentConfig, Factory};
+use crate::config::{ConfigErrors, Validate};
 use crate::model::Batch;
+use crate::resolvers::ResolverFactory;
 
 use super::{Resolver, ResolverError};
 pub use resolve::InterfaceMapper;
@@ -37,20 +38,17 @@ pub struct Config {
 
 impl Validate for Config {}
 
-pub const FACTORY: ResolverFactory = ResolverFactory {
-    type_name: TYPE,
-    aliases: &[],
-    summary: "pod interfaces, host peers and pod-side counters over netlink",
-    build,
-};
+pub const FACTORY: ResolverFactory = Factory::new::<Config>(
+    TYPE,
+    "pod interfaces, host peers and pod-side counters over netlink",
+);
 
-fn build(
-    path: &str,
-    settings: serde_json::Value,
-    _ctx: &BuildContext,
-) -> Result<Box<dyn Resolver>, ConfigErrors> {
-    let config: Config = parse_component(path, settings)?;
-    Ok(Box::new(InterfacesResolver::new(config)))
+impl ComponentConfig for Config {
+    type Component = dyn Resolver;
+
+    fn build(self, _: &BuildSite<'_>) -> Result<Box<dyn Resolver>, ConfigErrors> {
+        Ok(Box::new(InterfacesResolver::new(self)))
+    }
 }
 
 pub struct InterfacesResolver {

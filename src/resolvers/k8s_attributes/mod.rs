@@ -24,9 +24,10 @@ use serde::Deserialize;
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
-use crate::components::{BuildContext, ResolverFactory};
-use crate::config::{ConfigError, ConfigErrors, Validate, parse_component};
+use crate::component::{BuildSite, ComponentConfig, Factory};
+use crate::config::{ConfigErrors, Validate};
 use crate::model::Batch;
+use crate::resolvers::ResolverFactory;
 
 use super::{Resolver, ResolverError, StartContext};
 use associate::{Extraction, PodIndex, enrich};
@@ -141,30 +142,26 @@ impl Validate for Config {
     }
 }
 
-pub const FACTORY: ResolverFactory = ResolverFactory {
-    type_name: TYPE,
-    aliases: &[],
-    summary: "pod identity and workload metadata from the Kubernetes API (pods of this node)",
-    build,
-};
+pub const FACTORY: ResolverFactory = Factory::new::<Config>(
+    TYPE,
+    "pod identity and workload metadata from the Kubernetes API (pods of this node)",
+);
 
-fn build(
-    path: &str,
-    settings: serde_json::Value,
-    _ctx: &BuildContext,
-) -> Result<Box<dyn Resolver>, ConfigErrors> {
-    let config: Config = parse_component(path, settings)?;
-    let node = config
-        .node_name
-        .clone()
-        .or_else(|| std::env::var("K8S_NODE_NAME").ok().filter(|s| !s.is_empty()))
-        .ok_or_else(|| {
-            ConfigErrors::from(ConfigError::new(
-                path,
-                "node_name: unknown; set K8S_NODE_NAME (downward API: spec.nodeName) or `node_name`",
-            ))
-        })?;
-    Ok(Box::new(K8sAttributesResolver::new(config, node)))
+impl ComponentConfig for Config {
+    type Component = dyn Resolver;
+
+    fn build(self, site: &BuildSite<'_>) -> Result<Box<dyn Resolver>, ConfigErrors> {
+        let node = self
+            .node_name
+            .clone()
+            .or_else(|| std::env::var("K8S_NODE_NAME").ok().filter(|s| !s.is_empty()))
+            .ok_or_else(|| {
+                site.error(
+                    "node_name: unknown; set K8S_NODE_NAME (downward API: spec.nodeName) or `node_name`",
+                )
+            })?;
+        Ok(Box::new(K8sAttributesResolver::new(self, node)))
+    }
 }
 
 pub struct K8sAttributesResolver {
