@@ -2,12 +2,12 @@
 //! publishes pod-perspective counters through collector-style pipelines
 //! (receivers → resolvers → exporters).
 
-pub mod backoff;
+pub(crate) mod backoff;
 pub mod component;
 pub mod config;
 pub mod dns;
 pub mod exporters;
-pub mod extensions;
+pub(crate) mod extensions;
 pub mod health;
 pub mod model;
 pub mod output;

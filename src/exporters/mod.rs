@@ -1,7 +1,7 @@
 //! Exporters publish each finished [`Snapshot`].
 
-pub mod debug;
-pub mod helper;
+pub(crate) mod debug;
+pub(crate) mod helper;
 pub mod otlp;
 pub mod prometheus;
 

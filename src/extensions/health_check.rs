@@ -76,7 +76,6 @@ impl ComponentConfig for Config {
         Ok(Box::new(HealthCheck {
             config: self,
             stop: Mutex::new(None),
-            bound: Mutex::new(None),
         }))
     }
 }
@@ -84,13 +83,6 @@ impl ComponentConfig for Config {
 pub struct HealthCheck {
     config: Config,
     stop: Mutex<Option<oneshot::Sender<()>>>,
-    bound: Mutex<Option<SocketAddr>>,
-}
-
-impl HealthCheck {
-    pub fn local_addr(&self) -> Option<SocketAddr> {
-        *self.bound.lock().unwrap_or_else(|e| e.into_inner())
-    }
 }
 
 async fn ready(State(health): State<Health>) -> impl IntoResponse {
@@ -150,7 +142,6 @@ impl Extension for HealthCheck {
             }
         });
         *self.stop.lock().unwrap_or_else(|e| e.into_inner()) = Some(stop_tx);
-        *self.bound.lock().unwrap_or_else(|e| e.into_inner()) = Some(addr);
         info!(address = %addr, path = %self.config.path, "serving health checks");
         Ok(())
     }

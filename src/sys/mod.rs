@@ -3,6 +3,6 @@
 
 pub mod limits;
 pub mod memory;
-pub mod mounts;
+pub(crate) mod mounts;
 pub mod netlink;
-pub mod netns;
+pub(crate) mod netns;
