@@ -35,6 +35,15 @@ command -v ip >/dev/null || missing+=(iproute2)
 command -v ethtool >/dev/null || missing+=(ethtool) # the older shim's method, in the benchmark
 { command -v prometheus >/dev/null && command -v promtool >/dev/null; } || missing+=(prometheus)
 command -v dnsmasq >/dev/null || missing+=(dnsmasq-base)   # a real DNS server (tests/dns.rs, e2e)
+# The kernel matrix: QEMU, a static busybox for the guest's init, and what packs its initramfs.
+command -v qemu-system-x86_64 >/dev/null || missing+=(qemu-system-x86)
+file -L /bin/busybox 2>/dev/null | grep -q 'statically linked' || missing+=(busybox-static)
+command -v cpio >/dev/null || missing+=(cpio)
+{ command -v depmod >/dev/null && command -v modprobe >/dev/null; } || missing+=(kmod)
+command -v xz >/dev/null || missing+=(xz-utils)
+command -v zstd >/dev/null || missing+=(zstd)
+command -v file >/dev/null || missing+=(file)
+command -v objcopy >/dev/null || missing+=(binutils)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"
   apt-get update -qq
@@ -120,8 +129,19 @@ e2e_status=0
 ./scripts/e2e-node.sh "$target/e2e" 2>&1 | tee "$e2e_log" || e2e_status=$?
 grep -E '^e2e-node: containerd .*: passed;' "$e2e_log" | sed 's/^/test result: ok. 1 passed; 0 failed; /' >> "$log" || true
 grep -E '^e2e-node: containerd .*: FAILED' "$e2e_log" | sed 's/^/test result: FAILED. 0 passed; 1 failed; /' >> "$log" || true
+# The kernel tests inside Debian's 5.10, 6.1 and 6.12 kernels (QEMU), one line per kernel with
+# the guest's test counts, which count below.
+step "scripts/kernel-matrix.sh (kernel tests in Debian 5.10, 6.1, 6.12 under QEMU)"
+matrix_log=$(mktemp)
+trap 'rm -f "$log" "$e2e_log" "$matrix_log"' EXIT
+matrix_status=0
+./scripts/kernel-matrix.sh "$target/kernels" 2>&1 | tee "$matrix_log" || matrix_status=$?
+sed -nE 's/^kernel .*: (ok|FAILED)[^,]*, ([0-9]+) passed, ([0-9]+) failed.*/test result: \1. \2 passed; \3 failed;/p' \
+  "$matrix_log" >> "$log"
+grep -qE '^kernel .*: FAILED' "$matrix_log" && echo "test result: FAILED. 0 passed; 1 failed; (a kernel run failed)" >> "$log"
 step "done"
 # One closing line for the whole run (cargo prints one per test binary, the last being the
 # doc tests, which are few).
 awk '/^test result:/ { p += $4; f += $6 } END { printf "all tests: %d passed, %d failed\n", p, f }' "$log"
-exit "$e2e_status"
+[ "$e2e_status" = 0 ] || exit "$e2e_status"
+exit "$matrix_status"
