@@ -1,6 +1,7 @@
 //! One scan for network namespaces: bind-mount folders, then every `/proc/PID/ns/net`.
 
 use std::collections::HashMap;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -172,12 +173,14 @@ pub fn scan(plan: &ScanPlan<'_>, cache: &mut ScanCache) -> Vec<Sandbox> {
         .collect();
     // Only processes still present stay cached: the cache cannot outgrow the process table.
     cache.by_pid = live;
-    sandboxes.sort_by(|a, b| {
-        a.netns
-            .as_ref()
-            .map(|n| &n.path)
-            .cmp(&b.netns.as_ref().map(|n| &n.path))
-    });
+    // By the path's bytes, at a fraction of the cost of comparing components (that was a
+    // quarter of the agent's user time per cycle at 1000 pods). Within one folder the order is
+    // the same; across folders it can differ only where a name holds a byte below `/` (`-`,
+    // `.`), which changes nothing but the listing order.
+    fn path_bytes(s: &Sandbox) -> Option<&[u8]> {
+        s.netns.as_ref().map(|n| n.path.as_os_str().as_bytes())
+    }
+    sandboxes.sort_unstable_by(|a, b| path_bytes(a).cmp(&path_bytes(b)));
     sandboxes
 }
 
