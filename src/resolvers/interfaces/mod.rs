@@ -1,14 +1,17 @@
 //! The `interfaces` resolver, netshim's core: every interface inside each pod's network
 //! namespace, its host-side peer, and its counters from the pod's point of view.
 //!
-//! The method (design.md § Interface mapping):
-//! 1. one link dump in the host namespace gives each veth/netkit its peer's namespace id
-//!    (`IFLA_LINK_NETNSID`) and index (`IFLA_LINK`, omitted by the kernel when equal to its own);
-//! 2. each pod namespace's id, as the host sees it, is asked once by fd (`RTM_GETNSID` with
-//!    `NETNSA_FD`) — never dumped, since nsid dumps are truncated;
-//! 3. inside each pod namespace, a netlink socket opened there once (on a dedicated thread) and
-//!    kept across cycles dumps links with `IFLA_STATS64` and addresses;
-//! 4. a pod interface's peer is the host link pointing at (pod nsid, pod ifindex) of the same kind.
+//! The method (design.md § Interface mapping), all of it from each pod's side, so the kernel's
+//! work per pod does not grow with the number of pods:
+//! 1. inside each pod namespace, a netlink socket opened there once (on a dedicated thread) and
+//!    kept across cycles dumps links with `IFLA_STATS64` and addresses; a veth's or netkit's
+//!    entry gives its other end's index (`IFLA_LINK`, omitted by the kernel when equal to its
+//!    own) and the id the pod gives the other end's namespace (`IFLA_LINK_NETNSID`);
+//! 2. the id the pod gives the host's namespace is asked once on that socket, by fd
+//!    (`RTM_GETNSID` with `NETNSA_FD` = the agent's own namespace): a lookup in the pod's own
+//!    tiny id table, never in the host's, which holds one id per pod;
+//! 3. a paired interface whose other end's namespace has that id has its peer in the host at
+//!    that index, named with `SIOCGIFNAME` (by index, O(1)); the host's links are never dumped.
 
 mod resolve;
 
@@ -22,7 +25,7 @@ use crate::config::{ConfigErrors, Validate};
 use crate::model::Batch;
 use crate::resolvers::ResolverFactory;
 
-use super::{Resolver, ResolverError};
+use super::{Resolver, ResolverError, StartContext};
 pub use resolve::InterfaceMapper;
 
 pub const TYPE: &str = "interfaces";
@@ -65,6 +68,15 @@ impl InterfacesResolver {
 
 #[async_trait]
 impl Resolver for InterfacesResolver {
+    async fn start(&self, ctx: StartContext) -> Result<(), ResolverError> {
+        if ctx.one_shot {
+            // A poisoned lock: see `resolve`.
+            let mut mapper = self.mapper.lock().unwrap_or_else(|e| e.into_inner());
+            mapper.set_one_shot();
+        }
+        Ok(())
+    }
+
     async fn resolve(&self, batch: &mut Batch) -> Result<(), ResolverError> {
         let mapper = Arc::clone(&self.mapper);
         let mut owned = std::mem::take(batch);

@@ -1,6 +1,7 @@
 //! The mapping itself, synchronous: call it where blocking is fine.
 
 use std::collections::{HashMap, HashSet};
+use std::path::Path;
 
 use tracing::{debug, warn};
 
@@ -20,28 +21,41 @@ struct PodLinks {
     /// Every link index of the namespace (loopback included), sorted: a stats dump listing
     /// other indexes means links came or went.
     indexes: Vec<u32>,
-    /// The reported interfaces, without peers (those come from the host map each cycle).
+    /// The reported interfaces, with their host peers once found.
     interfaces: Vec<Interface>,
+    /// For each of `interfaces`, where its other end is when it is a pair (veth, netkit) whose
+    /// other end is in another namespace.
+    other_ends: Vec<Option<OtherEnd>>,
+}
+
+/// The other end of a pod's paired interface, as the pod's own link dump gives it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct OtherEnd {
+    /// `IFLA_LINK_NETNSID`: the id the *pod's* namespace gives the other end's namespace.
+    nsid: i32,
+    /// `IFLA_LINK` (or the interface's own index when the kernel left it out as equal).
+    index: u32,
 }
 
 /// What is kept for a pod namespace between cycles.
 struct NetnsHandle {
-    /// Kept only until the namespace's id is known: the socket alone keeps what is needed,
-    /// and one descriptor per pod is enough.
-    file: Option<NetnsFile>,
-    /// The host's id for this namespace, once it has one.
-    nsid: Option<i32>,
     /// Bound to the pod namespace for its whole life, subscribed to its link and address
-    /// changes.
+    /// changes (except in one-shot mode). It alone keeps what is needed: the namespace file is
+    /// closed as soon as the socket is open.
     socket: RouteSocket,
+    /// The id the pod's namespace gives the host's, once it has one. Ids are never changed
+    /// while both namespaces live, and the host outlives every pod: once known, it is kept.
+    host_id: Option<i32>,
     links: Option<PodLinks>,
+    /// The links were dumped again (or finding their peers failed): peers are found anew.
+    peers_stale: bool,
 }
 
 impl NetnsHandle {
     /// Brings the namespace's interfaces up to date. In the steady state that is one small
     /// stats dump; the full link and address dumps run only when the namespace notified a
-    /// change (or the stats name other links). Returns whether a full dump ran.
-    fn refresh(&mut self, config: &Config) -> Result<bool, NetlinkError> {
+    /// change (or the stats name other links), and then mark the peers stale.
+    fn refresh(&mut self, config: &Config) -> Result<(), NetlinkError> {
         if let Some(links) = self.links.as_mut()
             && links.interfaces.len() <= SINGLE_GETS_UP_TO
         {
@@ -59,7 +73,7 @@ impl NetnsHandle {
                 self.socket.drain_notifications()?;
             }
             if all_there && !self.socket.take_changed() {
-                return Ok(false);
+                return Ok(());
             }
         } else if let Some(links) = self.links.as_mut() {
             let mut stats = self.socket.dump_stats()?;
@@ -74,7 +88,7 @@ impl NetnsHandle {
                         iface.counters = pod_counters(stats[at].1);
                     }
                 }
-                return Ok(false);
+                return Ok(());
             }
         }
         // Cleared before dumping: a change that lands during the dumps is seen next cycle.
@@ -83,11 +97,79 @@ impl NetnsHandle {
         let addrs = self.socket.dump_addresses()?;
         let mut indexes: Vec<u32> = links.iter().map(|l| l.index).collect();
         indexes.sort_unstable();
+        let (interfaces, other_ends) = interfaces(links, addrs, config).into_iter().unzip();
         self.links = Some(PodLinks {
             indexes,
-            interfaces: interfaces(links, addrs, config),
+            interfaces,
+            other_ends,
         });
-        Ok(true)
+        self.peers_stale = true;
+        Ok(())
+    }
+
+    /// Finds the host peer of each of the pod's paired interfaces from the pod's side: O(1)
+    /// kernel work whatever the number of pods (design.md § Interface mapping):
+    /// - the id the pod gives the host (`RTM_GETNSID` with the host's namespace fd, on the
+    ///   pod's socket: a lookup in the pod's own id table, which holds one or two entries),
+    ///   asked after the link dump, since the dump of a link whose other end is in the host is
+    ///   what assigns it (`peernet2id_alloc`); still none then means nothing points at the host;
+    /// - an interface whose other end's namespace has that id has its peer in the host, at the
+    ///   index the pod's dump gave: named with `SIOCGIFNAME` in the host (`dev_get_by_index`).
+    ///
+    /// Neither touches the host's id table, whose lookups are linear in the number of pods.
+    /// On failure the peers found so far are kept unset and the next cycle tries again.
+    fn find_peers(&mut self, host: &Host) -> Result<(), NetlinkError> {
+        let Some(links) = self.links.as_mut() else {
+            return Ok(());
+        };
+        for iface in &mut links.interfaces {
+            iface.peer = None;
+        }
+        self.peers_stale = true;
+        if links.other_ends.iter().any(Option::is_some) && self.host_id.is_none() {
+            self.host_id = self.socket.netns_id(host.netns.fd())?;
+        }
+        if let Some(host_id) = self.host_id {
+            for (iface, end) in links.interfaces.iter_mut().zip(&links.other_ends) {
+                // An end in another pod (another id) or a namespace with no id is not the host's.
+                let Some(end) = end.filter(|e| e.nsid == host_id) else {
+                    continue;
+                };
+                // The other end of a pair is of the pair's kind: the kernel makes both ends of
+                // a veth as veths, of a netkit as netkits. So the kind is the pod end's, and the
+                // host end needs no query of its own (which would cost a host id lookup).
+                iface.peer = host.socket.link_name(end.index)?.map(|name| Peer {
+                    kind: iface.kind.clone(),
+                    name,
+                    ifindex: end.index,
+                });
+            }
+        }
+        self.peers_stale = false;
+        Ok(())
+    }
+
+    /// Asks the host names of the peers found again, by index (after the host notified a link
+    /// change: a host end may have been renamed). A peer no longer there is dropped; the pod's
+    /// own notification of its end going makes it dump again.
+    fn rename_peers(&mut self, host: &Host) -> Result<(), NetlinkError> {
+        let Some(links) = self.links.as_mut() else {
+            return Ok(());
+        };
+        for iface in &mut links.interfaces {
+            let Some(index) = iface.peer.as_ref().map(|p| p.ifindex) else {
+                continue;
+            };
+            match host.socket.link_name(index)? {
+                Some(name) => {
+                    if let Some(peer) = iface.peer.as_mut() {
+                        peer.name = name;
+                    }
+                }
+                None => iface.peer = None,
+            }
+        }
+        Ok(())
     }
 }
 
@@ -95,23 +177,37 @@ impl NetnsHandle {
 /// with one stats dump.
 const SINGLE_GETS_UP_TO: usize = 4;
 
-/// The host link a pod interface is paired with, keyed by (pod nsid, pod-side ifindex).
-type HostPeers = HashMap<(i32, u32), Peer>;
+/// The host's side: a socket in the host's namespace and a descriptor of that namespace.
+struct Host {
+    /// Subscribed to the host's link changes (except in one-shot mode); also what
+    /// `SIOCGIFNAME` is asked on, which answers for the socket's namespace.
+    socket: RouteSocket,
+    /// The agent's own network namespace, which is the host's (it runs with host networking):
+    /// what the pods' sockets are asked the id of.
+    netns: NetnsFile,
+}
+
+/// The agent's own network namespace (its main thread's; the mapper's threads are all in it).
+const OWN_NETNS: &str = "/proc/self/ns/net";
 
 /// Maps pods to interfaces and peers. Holds one socket per pod namespace across cycles and
 /// closes it as soon as the namespace is no longer in a batch (holding it would keep a deleted
 /// namespace, and its veth, alive).
 ///
-/// Work per cycle is proportional to what changed: the host's links are dumped again only when
-/// the host notified a link change or a pod namespace appeared or changed, and each pod's links
-/// only when that namespace notified a change. Otherwise a cycle is one stats dump per pod.
+/// Peers are found from each pod's side (see [`NetnsHandle::find_peers`]), so a pod appearing
+/// or changing costs O(1) kernel work and the host's links are never dumped. Work per cycle is
+/// proportional to what changed: each pod's links are dumped again only when that namespace
+/// notified a change, and its peers found again only then; when the host notified a link
+/// change, the known peers' names are asked again by index. Otherwise a cycle is one stats
+/// request per pod.
 pub struct InterfaceMapper {
     config: Config,
-    /// The host namespace's socket, subscribed to its link changes.
-    host: Option<RouteSocket>,
-    host_peers: HostPeers,
-    /// The host map must be rebuilt before it is used again.
-    host_stale: bool,
+    /// `netns discover`: one cycle, so no socket subscribes to notifications.
+    one_shot: bool,
+    host: Option<Host>,
+    /// The host notified a link change (or its socket was opened anew): known peers' names are
+    /// asked again.
+    host_changed: bool,
     handles: HashMap<NetnsKey, NetnsHandle>,
     /// Fault injection for tests: runs after new namespaces are opened, before anything is
     /// read from them or their ids are asked.
@@ -127,13 +223,23 @@ impl InterfaceMapper {
     pub fn new(config: Config) -> Self {
         InterfaceMapper {
             config,
+            one_shot: false,
             host: None,
-            host_peers: HostPeers::new(),
-            host_stale: true,
+            host_changed: false,
             handles: HashMap::new(),
             #[cfg(feature = "fault-injection")]
             after_open: None,
         }
+    }
+
+    /// For a mapper that runs one cycle (`netshim discover`): its sockets subscribe to no
+    /// notifications, which nothing would read.
+    pub fn set_one_shot(&mut self) {
+        self.one_shot = true;
+    }
+
+    fn watch(&self, watch: Watch) -> Watch {
+        if self.one_shot { Watch::Nothing } else { watch }
     }
 
     /// Runs `hook` in every cycle between opening new namespaces and reading them (and asking
@@ -163,30 +269,39 @@ impl InterfaceMapper {
             .collect();
         // Release namespaces that are gone first, so their veths can go too.
         self.handles.retain(|key, _| wanted.contains(key));
-        if self.open_new(batch) > 0 {
-            self.host_stale = true;
-        }
+        self.open_new(batch);
         #[cfg(feature = "fault-injection")]
         if let Some(hook) = self.after_open.as_mut() {
             hook();
         }
 
-        let (any_full, failed) = refresh_all(&mut self.handles, &self.config);
-        self.host_stale |= any_full;
+        let failed = refresh_all(&mut self.handles, &self.config);
         // The namespace may be on its way out; reopen it next cycle if it is still there.
         for (key, e) in failed {
             warn!(inode = key.inode, error = %e, "cannot read the namespace's links, skipped");
             self.handles.remove(&key);
         }
 
-        if self.host_stale {
-            self.refresh_host()
-                .map_err(|e| self.host_failed("cannot list the host's links", e))?;
+        if let Some(host) = self.host.as_ref() {
+            let renames = std::mem::take(&mut self.host_changed);
+            for (key, handle) in &mut self.handles {
+                let result = if handle.peers_stale {
+                    handle.find_peers(host)
+                } else if renames {
+                    handle.rename_peers(host)
+                } else {
+                    continue;
+                };
+                if let Err(e) = result {
+                    // Reported without peers this cycle; tried again next cycle.
+                    debug!(inode = key.inode, error = %e, "cannot find the namespace's host peers");
+                    handle.peers_stale = true;
+                }
+            }
         }
 
         let handles = &self.handles;
-        let peers = &self.host_peers;
-        batch.pods.retain_mut(|pod| fill(pod, handles, peers));
+        batch.pods.retain_mut(|pod| fill(pod, handles));
         Ok(())
     }
 
@@ -195,45 +310,30 @@ impl InterfaceMapper {
         if self.host.is_none() {
             // Opened on the calling thread, which is in the host namespace: no thread of this
             // agent other than the dedicated setns thread ever leaves it.
-            let host = RouteSocket::open(Watch::Links)
-                .and_then(|mut host| host.set_receive_buffer(HOST_RECEIVE_BUFFER).map(|()| host))
+            let watch = self.watch(Watch::Links);
+            let socket = RouteSocket::open(watch)
+                .and_then(|mut host| {
+                    if watch != Watch::Nothing {
+                        host.set_receive_buffer(HOST_RECEIVE_BUFFER)?;
+                    }
+                    Ok(host)
+                })
                 .map_err(|source| NetlinkError::Io {
                     op: "open host socket",
                     source,
                 })?;
-            self.host = Some(host);
-            self.host_stale = true;
+            let netns =
+                NetnsFile::open(Path::new(OWN_NETNS)).map_err(|source| NetlinkError::Io {
+                    op: "open the host's namespace (/proc/self/ns/net)",
+                    source,
+                })?;
+            self.host = Some(Host { socket, netns });
+            // Changes while there was no socket went unseen.
+            self.host_changed = true;
         }
         if let Some(host) = self.host.as_mut() {
-            host.drain_notifications()?;
-            self.host_stale |= host.take_changed();
-        }
-        Ok(())
-    }
-
-    /// Dumps the host's links again, and asks the ids of namespaces that had none.
-    fn refresh_host(&mut self) -> Result<(), NetlinkError> {
-        let Some(host) = self.host.as_mut() else {
-            return Ok(()); // note_host_changes opened it, or failed and returned early
-        };
-        // Cleared before dumping: a change that lands during the dump is seen next cycle.
-        host.take_changed();
-        self.host_peers = host_peers(host.dump_links()?);
-        self.host_stale = false;
-        // After the dump: reporting a link whose peer is in a namespace assigns that namespace
-        // an id, so a namespace with no id now has no host peer at all.
-        for handle in self.handles.values_mut() {
-            let (None, Some(file)) = (handle.nsid, handle.file.as_ref()) else {
-                continue;
-            };
-            match host.netns_id(file.fd()) {
-                Ok(Some(id)) => {
-                    handle.nsid = Some(id);
-                    handle.file = None;
-                }
-                Ok(None) => {}
-                Err(e) => debug!(inode = file.key().inode, error = %e, "netns id query failed"),
-            }
+            host.socket.drain_notifications()?;
+            self.host_changed |= host.socket.take_changed();
         }
         Ok(())
     }
@@ -245,10 +345,10 @@ impl InterfaceMapper {
         ResolverError::Failed(format!("{what}: {e}"))
     }
 
-    /// Opens a namespace file and a socket inside it for every namespace of the batch not yet
-    /// known. All sockets of one cycle are opened in one trip of the setns thread. Returns how
-    /// many were opened.
-    fn open_new(&mut self, batch: &Batch) -> usize {
+    /// Opens a socket inside every namespace of the batch not yet known (the namespace file
+    /// only for as long as that takes). All sockets of one cycle are opened in one trip of the
+    /// setns thread.
+    fn open_new(&mut self, batch: &Batch) {
         let mut files = Vec::new();
         let mut seen = HashSet::new();
         for pod in &batch.pods {
@@ -272,19 +372,18 @@ impl InterfaceMapper {
             }
         }
         let refs: Vec<&NetnsFile> = files.iter().collect();
-        let sockets = open_sockets_in(&refs, Watch::LinksAndAddresses, worker_threads(refs.len()));
-        let mut opened = 0;
+        let watch = self.watch(Watch::LinksAndAddresses);
+        let sockets = open_sockets_in(&refs, watch, SETNS_THREADS);
         for (file, socket) in files.into_iter().zip(sockets) {
             match socket {
                 Ok(socket) => {
-                    opened += 1;
                     self.handles.insert(
                         netns_key(file.key()),
                         NetnsHandle {
-                            file: Some(file),
-                            nsid: None,
                             socket,
+                            host_id: None,
                             links: None,
+                            peers_stale: true,
                         },
                     );
                 }
@@ -294,9 +393,12 @@ impl InterfaceMapper {
                 ),
             }
         }
-        opened
     }
 }
+
+/// Threads that open sockets inside new namespaces. One: `setns` into a network namespace and
+/// the socket's creation serialise in the kernel, so a second thread only adds contention.
+const SETNS_THREADS: usize = 1;
 
 /// Below this many namespaces a cycle's per-namespace work stays on one thread: starting
 /// threads would cost more than it saves.
@@ -314,12 +416,11 @@ fn worker_threads(items: usize) -> usize {
 }
 
 /// Refreshes every handle, spread over a few threads when there are many (each handle has its
-/// own socket, so shares are independent). Returns whether any handle did a full dump, and the
-/// handles that failed.
+/// own socket, so shares are independent). Returns the handles that failed.
 fn refresh_all(
     handles: &mut HashMap<NetnsKey, NetnsHandle>,
     config: &Config,
-) -> (bool, Vec<(NetnsKey, NetlinkError)>) {
+) -> Vec<(NetnsKey, NetlinkError)> {
     let mut entries: Vec<(NetnsKey, &mut NetnsHandle)> =
         handles.iter_mut().map(|(k, h)| (*k, h)).collect();
     let share = entries.len().div_ceil(worker_threads(entries.len())).max(1);
@@ -328,7 +429,7 @@ fn refresh_all(
             .map(|(key, handle)| (*key, handle.refresh(config)))
             .collect::<Vec<_>>()
     };
-    let results: Vec<(NetnsKey, Result<bool, NetlinkError>)> = if share >= entries.len() {
+    let results: Vec<(NetnsKey, Result<(), NetlinkError>)> = if share >= entries.len() {
         refresh_share(&mut entries)
     } else {
         std::thread::scope(|scope| {
@@ -358,20 +459,15 @@ fn refresh_all(
                 .collect()
         })
     };
-    let mut any_full = false;
-    let mut failed = Vec::new();
-    for (key, result) in results {
-        match result {
-            Ok(full) => any_full |= full,
-            Err(e) => failed.push((key, e)),
-        }
-    }
-    (any_full, failed)
+    results
+        .into_iter()
+        .filter_map(|(key, result)| result.err().map(|e| (key, e)))
+        .collect()
 }
 
-/// Fills one pod in from its namespace's cached links and the host map; false drops it from
-/// the batch.
-fn fill(pod: &mut PodNetwork, handles: &HashMap<NetnsKey, NetnsHandle>, peers: &HostPeers) -> bool {
+/// Fills one pod in from its namespace's cached links and peers; false drops it from the
+/// batch.
+fn fill(pod: &mut PodNetwork, handles: &HashMap<NetnsKey, NetnsHandle>) -> bool {
     if pod.sandbox.host_network {
         // The node's interfaces are not the pod's: no per-interface data.
         pod.interfaces.clear();
@@ -387,50 +483,33 @@ fn fill(pod: &mut PodNetwork, handles: &HashMap<NetnsKey, NetnsHandle>, peers: &
     let Some(links) = handle.links.as_ref() else {
         return false;
     };
-    pod.interfaces = links
-        .interfaces
-        .iter()
-        .map(|iface| Interface {
-            peer: peer_of(iface, handle.nsid, peers),
-            ..iface.clone()
-        })
-        .collect();
+    pod.interfaces.clone_from(&links.interfaces);
     true
 }
 
-/// The host end of a pod interface: the host link of the same kind pointing at (the pod
-/// namespace's id, the interface's index). No id means no host link points into the namespace.
-fn peer_of(iface: &Interface, nsid: Option<i32>, peers: &HostPeers) -> Option<Peer> {
-    nsid.and_then(|id| peers.get(&(id, iface.ifindex)))
-        .filter(|p| p.kind == iface.kind)
-        .cloned()
+/// Where a pod link's other end is, when the link is one end of a pair (veth, netkit) whose
+/// other end is in another namespace. A macvlan's or vlan's `IFLA_LINK` is its lower device,
+/// not a peer; a pair with both ends in the pod has no `IFLA_LINK_NETNSID`.
+fn other_end(link: &LinkInfo) -> Option<OtherEnd> {
+    let kind = link.kind.as_deref()?;
+    if !PAIRED_KINDS.contains(&kind) {
+        return None;
+    }
+    // Negative: NETNSA_NSID_NOT_ASSIGNED (the other namespace was dying when asked).
+    let nsid = link.link_netnsid.filter(|id| *id >= 0)?;
+    Some(OtherEnd {
+        nsid,
+        index: link.peer_index(),
+    })
 }
 
-/// Indexes the host's paired links by the (namespace id, ifindex) of their other end.
-fn host_peers(links: Vec<LinkInfo>) -> HostPeers {
-    links
-        .into_iter()
-        .filter_map(|link| {
-            let nsid = link.link_netnsid?;
-            let kind = link.kind.as_deref()?;
-            if !PAIRED_KINDS.contains(&kind) {
-                return None;
-            }
-            let peer_index = link.peer_index();
-            Some((
-                (nsid, peer_index),
-                Peer {
-                    kind: kind.to_string(),
-                    name: link.name,
-                    ifindex: link.index,
-                },
-            ))
-        })
-        .collect()
-}
-
-/// Builds a pod's interface list (without peers) from its own dumps.
-fn interfaces(links: Vec<LinkInfo>, addrs: Vec<AddrInfo>, config: &Config) -> Vec<Interface> {
+/// Builds a pod's interface list (without peers) from its own dumps, each interface with where
+/// its other end is.
+fn interfaces(
+    links: Vec<LinkInfo>,
+    addrs: Vec<AddrInfo>,
+    config: &Config,
+) -> Vec<(Interface, Option<OtherEnd>)> {
     let mut by_index: HashMap<u32, Vec<IfAddress>> = HashMap::new();
     for a in addrs {
         by_index.entry(a.index).or_default().push(IfAddress {
@@ -438,10 +517,11 @@ fn interfaces(links: Vec<LinkInfo>, addrs: Vec<AddrInfo>, config: &Config) -> Ve
             prefix_len: a.prefix_len,
         });
     }
-    let mut out: Vec<Interface> = links
+    let mut out: Vec<(Interface, Option<OtherEnd>)> = links
         .into_iter()
         .filter(|l| config.include_loopback || !l.is_loopback)
         .map(|link| {
+            let end = other_end(&link);
             let kind = match (&link.kind, link.is_loopback) {
                 (Some(k), _) => k.clone(),
                 (None, true) => "loopback".to_string(),
@@ -449,7 +529,7 @@ fn interfaces(links: Vec<LinkInfo>, addrs: Vec<AddrInfo>, config: &Config) -> Ve
             };
             let mut addresses = by_index.remove(&link.index).unwrap_or_default();
             addresses.sort();
-            Interface {
+            let iface = Interface {
                 name: link.name,
                 ifindex: link.index,
                 kind,
@@ -457,10 +537,11 @@ fn interfaces(links: Vec<LinkInfo>, addrs: Vec<AddrInfo>, config: &Config) -> Ve
                 addresses,
                 peer: None,
                 counters: link.stats.map(pod_counters).unwrap_or_default(),
-            }
+            };
+            (iface, end)
         })
         .collect();
-    out.sort_by_key(|i| i.ifindex);
+    out.sort_by_key(|(i, _)| i.ifindex);
     out
 }
 
@@ -516,69 +597,56 @@ mod tests {
     }
 
     #[test]
-    fn host_peers_keep_only_pairs_pointing_into_a_namespace() {
-        let mut veth = link(17, "lxc1", Some("veth"));
+    fn only_pairs_pointing_into_another_namespace_have_an_other_end() {
+        let mut veth = link(17, "eth0", Some("veth"));
         veth.link = Some(2);
         veth.link_netnsid = Some(4);
-        let mut same_index = link(5, "cali1", Some("veth"));
-        same_index.link_netnsid = Some(6); // IFLA_LINK omitted: the peer is index 5 too
-        let mut macvlan = link(9, "mv", Some("macvlan"));
+        assert_eq!(other_end(&veth), Some(OtherEnd { nsid: 4, index: 2 }));
+        let mut same_index = link(5, "eth1", Some("netkit"));
+        same_index.link_netnsid = Some(0); // IFLA_LINK omitted: the peer is index 5 too
+        assert_eq!(other_end(&same_index), Some(OtherEnd { nsid: 0, index: 5 }));
+        let mut macvlan = link(9, "net1", Some("macvlan"));
         macvlan.link = Some(2);
-        macvlan.link_netnsid = Some(4);
-        let local_veth = link(11, "veth-local", Some("veth")); // both ends in the host
-        let peers = host_peers(vec![veth, same_index, macvlan, local_veth]);
-        assert_eq!(peers.len(), 2);
-        assert_eq!(peers[&(4, 2)].name, "lxc1");
-        assert_eq!(peers[&(6, 5)].name, "cali1");
+        macvlan.link_netnsid = Some(4); // its lower device, in the host: not a peer
+        assert_eq!(other_end(&macvlan), None);
+        let mut local_veth = link(11, "in0", Some("veth")); // both ends in the pod
+        local_veth.link = Some(12);
+        assert_eq!(other_end(&local_veth), None);
+        let mut dying = link(13, "eth2", Some("veth"));
+        dying.link_netnsid = Some(-1); // NETNSA_NSID_NOT_ASSIGNED
+        assert_eq!(other_end(&dying), None);
+        assert_eq!(other_end(&link(14, "dummy0", None)), None);
     }
 
     #[test]
-    fn pod_interfaces_get_peer_addresses_and_skip_loopback() {
+    fn pod_interfaces_get_addresses_and_skip_loopback() {
         let mut lo = link(1, "lo", None);
         lo.is_loopback = true;
-        let eth0 = link(2, "eth0", Some("veth"));
+        let mut eth0 = link(2, "eth0", Some("veth"));
+        eth0.link = Some(40);
+        eth0.link_netnsid = Some(0);
         let net1 = link(3, "net1", Some("macvlan"));
-        let mut peers = HostPeers::new();
-        let p = |name: &str, kind: &str| Peer {
-            name: name.into(),
-            ifindex: 40,
-            kind: kind.into(),
-        };
-        peers.insert((7, 2), p("lxcabc", "veth"));
-        // A stale entry whose kind does not match the pod side is not a peer.
-        peers.insert((7, 3), p("weird", "veth"));
         let addrs = vec![AddrInfo {
             index: 2,
             ip: "10.0.0.5".parse().unwrap(),
             prefix_len: 24,
         }];
-        let out = interfaces(vec![lo, eth0, net1], addrs, &Config::default());
+        let out = interfaces(vec![net1, lo, eth0], addrs, &Config::default());
         assert_eq!(out.len(), 2);
-        assert_eq!(out[0].name, "eth0");
-        assert_eq!(peer_of(&out[0], Some(7), &peers).unwrap().name, "lxcabc");
-        assert_eq!(out[0].addresses[0].to_string(), "10.0.0.5/24");
-        assert_eq!(out[1].name, "net1");
-        assert!(peer_of(&out[1], Some(7), &peers).is_none());
-    }
+        assert_eq!(out[0].0.name, "eth0");
+        assert_eq!(out[0].1, Some(OtherEnd { nsid: 0, index: 40 }));
+        assert!(out[0].0.peer.is_none(), "peers are found afterwards");
+        assert_eq!(out[0].0.addresses[0].to_string(), "10.0.0.5/24");
+        assert_eq!(out[1].0.name, "net1");
+        assert_eq!(out[1].1, None);
 
-    #[test]
-    fn no_nsid_means_no_peers() {
-        let mut peers = HostPeers::new();
-        peers.insert(
-            (0, 2),
-            Peer {
-                name: "x".into(),
-                ifindex: 2,
-                kind: "veth".into(),
-            },
-        );
-        let out = interfaces(
-            vec![link(2, "eth0", Some("veth"))],
-            vec![],
-            &Config::default(),
-        );
-        assert!(peer_of(&out[0], None, &peers).is_none());
-        assert!(peer_of(&out[0], Some(0), &peers).is_some());
+        let with_lo = Config {
+            include_loopback: true,
+        };
+        let mut lo = link(1, "lo", None);
+        lo.is_loopback = true;
+        let out = interfaces(vec![lo], vec![], &with_lo);
+        assert_eq!((out[0].0.kind.as_str(), out[0].1), ("loopback", None));
     }
 
     #[test]

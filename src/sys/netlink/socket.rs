@@ -290,6 +290,48 @@ impl RouteSocket {
         }
     }
 
+    /// The name of the link with index `index` in the socket's namespace, or `None` when there
+    /// is none: `SIOCGIFNAME`, an O(1) lookup in the kernel (`dev_get_by_index`) that takes no
+    /// RTNL and, unlike `RTM_GETLINK`, never looks up a namespace id. So a host peer known by
+    /// index is named without dumping, or even reading, the host's links.
+    pub fn link_name(&self, index: u32) -> Result<Option<String>, NetlinkError> {
+        const OP: &str = "link name by index (SIOCGIFNAME)";
+        let Ok(ifindex) = libc::c_int::try_from(index) else {
+            return Ok(None); // the kernel's indexes are positive ints: no such link
+        };
+        // SAFETY: `ifreq` is a name array and a union of integers, arrays, sockaddrs and a
+        // pointer, for all of which all-zero bytes are a valid value.
+        let mut request: libc::ifreq = unsafe { std::mem::zeroed() };
+        request.ifr_ifru.ifru_ifindex = ifindex;
+        // glibc types the request `c_ulong`, musl `c_int`: the cast is a no-op on one of them.
+        #[allow(clippy::unnecessary_cast)]
+        let command = libc::SIOCGIFNAME as libc::Ioctl;
+        // SAFETY: the descriptor is this socket's own and stays open for the call; SIOCGIFNAME
+        // reads `ifr_ifindex` and writes a NUL-terminated name of at most IFNAMSIZ bytes into
+        // `ifr_name` of `request`, which is a live, exclusively borrowed `ifreq` for the call.
+        let rc = unsafe {
+            libc::ioctl(
+                self.socket.as_raw_fd(),
+                command,
+                &mut request as *mut libc::ifreq,
+            )
+        };
+        if rc < 0 {
+            let source = io::Error::last_os_error();
+            return match source.raw_os_error() {
+                Some(libc::ENODEV) => Ok(None),
+                _ => Err(NetlinkError::Io { op: OP, source }),
+            };
+        }
+        let name: Vec<u8> = request
+            .ifr_name
+            .iter()
+            .take_while(|&&c| c != 0)
+            .map(|&c| c as u8)
+            .collect();
+        Ok(Some(String::from_utf8_lossy(&name).into_owned()))
+    }
+
     fn dump<T>(
         &mut self,
         op: &'static str,
@@ -499,6 +541,17 @@ mod tests {
         // Either unassigned or a non-negative id; never an error.
         let id = s.netns_id(f.as_fd()).expect("netns id");
         assert!(id.is_none_or(|v| v >= 0));
+    }
+
+    #[test]
+    fn links_are_named_by_index_and_a_missing_index_is_none() {
+        let mut s = RouteSocket::open(Watch::Nothing).expect("open netlink socket");
+        let lo = s.dump_links().expect("dump links");
+        let lo = lo.iter().find(|l| l.is_loopback).expect("lo listed");
+        assert_eq!(s.link_name(lo.index).expect("name"), Some(lo.name.clone()));
+        // Indexes are given upwards from 1: none is this high on any real host.
+        assert_eq!(s.link_name(i32::MAX as u32).expect("no error"), None);
+        assert_eq!(s.link_name(u32::MAX).expect("no error"), None);
     }
 
     #[test]
