@@ -12,7 +12,13 @@
 //! Environment:
 //! - `NETSHIM_BENCH_PODS`: comma-separated pod counts, default `100,1000`;
 //! - `NETSHIM_BENCH_ITERS`: warm cycles per pod count, default 20;
-//! - `NETSHIM_BENCH_POD_UP=1`: bring pod ends up too (slower setup, same measurements).
+//! - `NETSHIM_BENCH_POD_UP=1`: bring pod ends up too (slower setup, same measurements);
+//! - `NETSHIM_BENCH_BASE_BIN=PATH`: another `netshim` build (say main's release binary) whose
+//!   whole-process `discover` is measured side by side with this one's.
+//!
+//! Besides the in-process figures, each pod count runs `netshim discover --output json` as a
+//! child process 5 times (the binary cargo builds with this bench, and the base binary,
+//! interleaved): the whole process as an operator runs it, next to the old method.
 //!
 //! Run as a test (`cargo test --benches`, no `--bench` argument), it does nothing.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
@@ -534,6 +540,138 @@ fn measure_netshim(expected: &Expected, iters: usize) -> Result<NetshimRun> {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Measuring the whole process
+
+/// Whole-process runs of `netshim discover --output json` per binary and pod count.
+const PROCESS_RUNS: usize = 5;
+
+/// A `netshim` binary run as a child process: this bench's own build, and optionally another.
+struct Binary {
+    label: String,
+    path: PathBuf,
+}
+
+/// `CARGO_BIN_EXE_netshim` (the binary cargo built along with this bench, release profile:
+/// always the current source) and, when `NETSHIM_BENCH_BASE_BIN` names one, another build
+/// (say main's `target/release/netshim`) run side by side with it.
+fn binaries() -> Result<Vec<Binary>> {
+    let mut out = vec![Binary {
+        label: "netshim".into(),
+        path: PathBuf::from(env!("CARGO_BIN_EXE_netshim")),
+    }];
+    if let Some(base) = std::env::var_os("NETSHIM_BENCH_BASE_BIN").filter(|v| !v.is_empty()) {
+        let path = PathBuf::from(base);
+        if !path.is_file() {
+            bail!("NETSHIM_BENCH_BASE_BIN: {} is not a file", path.display());
+        }
+        out.push(Binary {
+            label: "base".into(),
+            path,
+        });
+    }
+    Ok(out)
+}
+
+/// One binary's whole-process runs: wall time from spawn to exit, and its CPU time.
+struct ProcessRun {
+    label: String,
+    wall: Vec<Duration>,
+    user: Vec<Duration>,
+    sys: Vec<Duration>,
+}
+
+/// Runs `netshim discover --output json` (the built-in configuration: `netns` receiver,
+/// `interfaces` resolver) once and checks that its output maps every benchmark pod's `eth0` to
+/// its own host end. Returns (wall, user CPU, system CPU).
+fn run_discover(bin: &Binary, expected: &Expected) -> Result<(Duration, Duration, Duration)> {
+    let (user0, sys0) = netshim::sys::limits::children_cpu_times().context("getrusage")?;
+    let t0 = Instant::now();
+    let out = Command::new(&bin.path)
+        .args(["discover", "--output", "json"])
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("running {} discover", bin.path.display()))?;
+    let wall = t0.elapsed();
+    let (user1, sys1) = netshim::sys::limits::children_cpu_times().context("getrusage")?;
+    if !out.status.success() {
+        bail!(
+            "{} discover failed ({}): {}",
+            bin.label,
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    check_json(&out.stdout, expected, &bin.label)?;
+    Ok((wall, user1.saturating_sub(user0), sys1.saturating_sub(sys0)))
+}
+
+/// Checks `discover --output json`: every benchmark namespace once, its `eth0` peered to its own
+/// host end.
+fn check_json(stdout: &[u8], expected: &Expected, what: &str) -> Result<()> {
+    let doc: serde_json::Value = serde_json::from_slice(stdout).context("parsing discover JSON")?;
+    let pods = doc["pods"].as_array().context("no pods array")?;
+    let mut seen = vec![false; expected.len()];
+    for pod in pods {
+        let Some(path) = pod["netns"]["path"].as_str() else {
+            continue;
+        };
+        let Some(i) = path
+            .strip_prefix("/run/netns/nsb-")
+            .and_then(|n| n.parse::<usize>().ok())
+            .filter(|i| *i < expected.len())
+        else {
+            continue;
+        };
+        assert!(!seen[i], "{what} discover: {path} reported twice");
+        seen[i] = true;
+        let eth0 = pod["interfaces"]
+            .as_array()
+            .and_then(|l| l.iter().find(|f| f["name"] == "eth0"));
+        let peer = eth0.map(|f| &f["peer"]);
+        let want = (host_name(i), expected.host_ifindex[i]);
+        assert!(
+            peer.is_some_and(|p| p["name"] == want.0.as_str()
+                && p["ifindex"] == want.1
+                && p["kind"] == "veth"),
+            "{what} discover: {path} eth0 peer {peer:?}, want {} (ifindex {})",
+            want.0,
+            want.1
+        );
+    }
+    let missing = seen.iter().filter(|s| !**s).count();
+    assert!(
+        missing == 0,
+        "{what} discover missed {missing} of {} benchmark namespaces",
+        expected.len()
+    );
+    Ok(())
+}
+
+/// `PROCESS_RUNS` runs of each binary, interleaved (a, b, a, b, …) so that both see the same
+/// machine.
+fn measure_processes(binaries: &[Binary], expected: &Expected) -> Result<Vec<ProcessRun>> {
+    let mut runs: Vec<ProcessRun> = binaries
+        .iter()
+        .map(|b| ProcessRun {
+            label: b.label.clone(),
+            wall: Vec::new(),
+            user: Vec::new(),
+            sys: Vec::new(),
+        })
+        .collect();
+    for _ in 0..PROCESS_RUNS {
+        for (bin, run) in binaries.iter().zip(&mut runs) {
+            let (wall, user, sys) = run_discover(bin, expected)?;
+            run.wall.push(wall);
+            run.user.push(user);
+            run.sys.push(sys);
+        }
+    }
+    Ok(runs)
+}
+
+// ---------------------------------------------------------------------------------------------
 // Measuring the old shim's method
 
 struct OldRun {
@@ -671,6 +809,7 @@ struct Row {
     pods: usize,
     setup: Duration,
     netshim: NetshimRun,
+    process: Vec<ProcessRun>,
     old: OldRun,
 }
 
@@ -757,7 +896,72 @@ fn report(rows: &[Row], iters: usize, pod_ends: PodEnds) {
     print_table(&split);
 
     println!();
+    println!(
+        "whole process: `netshim discover --output json`, median of {PROCESS_RUNS} \
+         (interleaved), CPU = the child's user / system time (median)"
+    );
+    println!();
+    let mut whole = vec![
+        [
+            "pods",
+            "binary",
+            "wall (median; min–max)",
+            "per pod",
+            "user / sys",
+            "old method",
+            "ratio old/whole",
+        ]
+        .map(String::from)
+        .to_vec(),
+    ];
+    for r in rows {
+        for p in &r.process {
+            let wall = median(&p.wall);
+            let (lo, hi) = (
+                p.wall.iter().min().copied().unwrap_or_default(),
+                p.wall.iter().max().copied().unwrap_or_default(),
+            );
+            whole.push(vec![
+                r.pods.to_string(),
+                p.label.clone(),
+                format!("{:.2} ({:.2}–{:.2})", ms(wall), ms(lo), ms(hi)),
+                format!("{:.3}", ms(wall) / r.pods as f64),
+                format!("{:.1} / {:.1}", ms(median(&p.user)), ms(median(&p.sys))),
+                format!("{:.2}", ms(r.old.total)),
+                format!("{:.1}×", r.old.total.as_secs_f64() / wall.as_secs_f64()),
+            ]);
+        }
+    }
+    print_table(&whole);
+
+    println!();
     println!("targets (design.md)");
+    // Whole process: ≥ 100× the old method, and linear (per pod at the largest count ≤ 1.3×
+    // per pod at the smallest).
+    if let (Some(first), Some(last)) = (rows.first(), rows.last()) {
+        for (at, p) in last.process.iter().enumerate() {
+            let wall = median(&p.wall);
+            let ratio = last.old.total.as_secs_f64() / wall.as_secs_f64();
+            let verdict = |ok: bool| if ok { "met" } else { "MISSED" };
+            println!(
+                "  whole process ({}) ≥ 100× the old method at {} pods: {ratio:.1}× {}",
+                p.label,
+                last.pods,
+                verdict(ratio >= 100.0)
+            );
+            if let Some(small) = first.process.get(at).filter(|_| first.pods < last.pods) {
+                let per = |w: Duration, n: usize| w.as_secs_f64() / n as f64;
+                let growth = per(wall, last.pods) / per(median(&small.wall), first.pods);
+                println!(
+                    "  whole process ({}) linear, per pod at {} ≤ 1.3× per pod at {}: {growth:.2}× {}",
+                    p.label,
+                    last.pods,
+                    first.pods,
+                    verdict(growth <= 1.3)
+                );
+            }
+        }
+    }
     for r in rows {
         let n = &r.netshim;
         let warm = median(&n.warm);
@@ -884,6 +1088,7 @@ fn run() -> Result<()> {
         bail!("open-file limit is {fds}, {needed} needed for {counts:?} pods");
     }
 
+    let binaries = binaries()?;
     install_signal_cleanup()?;
     let mut pods = BenchPods::new(pod_ends)?;
     let mut rows = Vec::new();
@@ -905,6 +1110,17 @@ fn run() -> Result<()> {
             ms(netshim.cold),
             ms(median(&netshim.warm))
         );
+        eprintln!(
+            "[{n} pods] running `netshim discover --output json` {PROCESS_RUNS}× per binary…"
+        );
+        let process = measure_processes(&binaries, &expected)?;
+        for p in &process {
+            eprintln!(
+                "[{n} pods] {} discover, whole process: median {:.2} ms",
+                p.label,
+                ms(median(&p.wall))
+            );
+        }
         let old = measure_old(&expected)?;
         eprintln!(
             "[{n} pods] old method {:.2} ms (peers agree with netshim for all {n} pods)",
@@ -914,6 +1130,7 @@ fn run() -> Result<()> {
             pods: n,
             setup,
             netshim,
+            process,
             old,
         });
     }

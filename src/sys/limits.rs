@@ -38,3 +38,17 @@ pub fn process_cpu_time() -> io::Result<std::time::Duration> {
         micros(usage.ru_utime) + micros(usage.ru_stime),
     ))
 }
+
+/// CPU time (user, system) of this process's children that have exited and been waited for.
+pub fn children_cpu_times() -> io::Result<(std::time::Duration, std::time::Duration)> {
+    // SAFETY: an all-zero rusage is a valid value of this plain C struct.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `usage` is a valid, writable rusage for the duration of the call.
+    if unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let time = |t: libc::timeval| {
+        std::time::Duration::from_micros(t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64)
+    };
+    Ok((time(usage.ru_utime), time(usage.ru_stime)))
+}

@@ -19,7 +19,7 @@ use netlink_sys::{Socket, SocketAddr};
 
 use netlink_packet_route::stats::{StatsAttribute, StatsFilterMask, StatsMessage};
 
-use super::decode::{AddrInfo, LinkCounters, LinkInfo};
+use super::decode::{AddrInfo, LinkCounters, LinkInfo, decode_link_frame};
 
 /// `netlink-packet-core` checks frames against its header length but does not export it.
 const NETLINK_HEADER_LEN: usize = std::mem::size_of::<libc::nlmsghdr>();
@@ -237,15 +237,25 @@ impl RouteSocket {
     }
 
     /// Every link of the socket's namespace, with its statistics.
+    /// Each entry is decoded straight from its frame ([`decode_link_frame`]), reading only the
+    /// attributes netshim uses.
     pub fn dump_links(&mut self) -> Result<Vec<LinkInfo>, NetlinkError> {
-        self.dump(
-            "dump links",
-            RouteNetlinkMessage::GetLink(LinkMessage::default()),
-            |msg| match msg {
-                RouteNetlinkMessage::NewLink(link) => Some(LinkInfo::from_message(link)),
-                _ => None,
-            },
-        )
+        const OP: &str = "dump links";
+        let request = RouteNetlinkMessage::GetLink(LinkMessage::default());
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut out = Vec::new();
+            let outcome = self.transact_frames(OP, request.clone(), NLM_F_DUMP, &mut |frame| {
+                match decode_link_frame(frame) {
+                    Some(link) => out.push(link),
+                    None => tracing::debug!(op = OP, "undecodable link message skipped"),
+                }
+            })?;
+            if !outcome.interrupted || attempt >= DUMP_ATTEMPTS {
+                return Ok(out);
+            }
+        }
     }
 
     /// Every address of the socket's namespace.
@@ -354,13 +364,26 @@ impl RouteSocket {
     }
 
     /// Sends one request and feeds every reply message to `on_message` until the kernel says
-    /// the answer is complete.
+    /// the answer is complete. A message `netlink-packet-route` cannot decode is skipped; the
+    /// rest of the answer is still used.
     fn transact(
         &mut self,
         op: &'static str,
         request: RouteNetlinkMessage,
         extra_flags: u16,
         mut on_message: impl FnMut(RouteNetlinkMessage),
+    ) -> Result<Outcome, NetlinkError> {
+        self.transact_frames(op, request, extra_flags, &mut decoded(op, &mut on_message))
+    }
+
+    /// Sends one request and feeds every reply frame (header included) to `on_frame` until the
+    /// kernel says the answer is complete.
+    fn transact_frames(
+        &mut self,
+        op: &'static str,
+        request: RouteNetlinkMessage,
+        extra_flags: u16,
+        on_frame: &mut dyn FnMut(&[u8]),
     ) -> Result<Outcome, NetlinkError> {
         self.seq = self.seq.wrapping_add(1);
         let seq = self.seq;
@@ -377,17 +400,17 @@ impl RouteSocket {
             .map_err(|source| NetlinkError::Io { op, source })?;
 
         let is_dump = extra_flags & NLM_F_DUMP == NLM_F_DUMP;
-        with_buffer(|buf| self.read_answer(buf, op, seq, is_dump, &mut on_message))
+        with_buffer(|buf| self.read_answer(buf, op, seq, is_dump, on_frame))
     }
 
-    /// Feeds the messages of the answer to request `seq` to `on_message`, until it is complete.
+    /// Feeds the frames of the answer to request `seq` to `on_frame`, until it is complete.
     fn read_answer(
         &mut self,
         buf: &mut Vec<u8>,
         op: &'static str,
         seq: u32,
         is_dump: bool,
-        on_message: &mut dyn FnMut(RouteNetlinkMessage),
+        on_frame: &mut dyn FnMut(&[u8]),
     ) -> Result<Outcome, NetlinkError> {
         let mut answer = Answer {
             op,
@@ -397,7 +420,7 @@ impl RouteSocket {
         };
         loop {
             let n = self.receive(buf, op)?;
-            if let Some(outcome) = answer.read(&buf[..n], &mut self.changed, on_message)? {
+            if let Some(outcome) = answer.read(&buf[..n], &mut self.changed, on_frame)? {
                 return Ok(outcome);
             }
         }
@@ -426,6 +449,22 @@ impl RouteSocket {
     }
 }
 
+/// A frame callback that decodes each frame with `netlink-packet-route` and feeds the message to
+/// `on_message`; a frame it cannot decode is skipped with a debug line.
+fn decoded<'a>(
+    op: &'static str,
+    on_message: &'a mut dyn FnMut(RouteNetlinkMessage),
+) -> impl FnMut(&[u8]) + 'a {
+    move |frame| match NetlinkMessage::<RouteNetlinkMessage>::deserialize(frame) {
+        Ok(NetlinkMessage {
+            payload: NetlinkPayload::InnerMessage(m),
+            ..
+        }) => on_message(m),
+        Ok(_) => {}
+        Err(e) => tracing::debug!(op, error = %e, "undecodable netlink message skipped"),
+    }
+}
+
 /// The answer to one request, as its datagrams arrive.
 struct Answer {
     op: &'static str,
@@ -435,14 +474,14 @@ struct Answer {
 }
 
 impl Answer {
-    /// Reads the messages of one datagram: those of this answer go to `on_message`, a
+    /// Reads the messages of one datagram: the frames of this answer go to `on_frame`, a
     /// notification sets `changed`. Returns the outcome once the answer is complete, `None` when
     /// it continues in the next datagram.
     fn read(
         &mut self,
         datagram: &[u8],
         changed: &mut bool,
-        on_message: &mut dyn FnMut(RouteNetlinkMessage),
+        on_frame: &mut dyn FnMut(&[u8]),
     ) -> Result<Option<Outcome>, NetlinkError> {
         let op = self.op;
         let mut offset = 0;
@@ -496,18 +535,7 @@ impl Answer {
                     });
                 }
                 _ => {
-                    match NetlinkMessage::<RouteNetlinkMessage>::deserialize(&rest[..len]) {
-                        Ok(NetlinkMessage {
-                            payload: NetlinkPayload::InnerMessage(m),
-                            ..
-                        }) => on_message(m),
-                        Ok(_) => {}
-                        // A message `netlink-packet-route` cannot decode is skipped; the rest
-                        // of the answer is still used.
-                        Err(e) => {
-                            tracing::debug!(op, error = %e, "undecodable netlink message skipped")
-                        }
-                    }
+                    on_frame(&rest[..len]);
                     if !self.is_dump && flags & NLM_F_MULTIPART == 0 {
                         return Ok(Some(self.outcome));
                     }
@@ -531,6 +559,35 @@ mod tests {
         assert!(lo.stats.is_some());
         let addrs = s.dump_addresses().expect("dump addresses");
         assert!(addrs.iter().any(|a| a.ip.is_loopback()));
+    }
+
+    #[test]
+    fn the_lean_link_decoder_agrees_with_netlink_packet_route_on_a_real_dump() {
+        let mut s = RouteSocket::open(Watch::Nothing).expect("open netlink socket");
+        let mut frames = Vec::new();
+        s.transact_frames(
+            "test dump",
+            RouteNetlinkMessage::GetLink(LinkMessage::default()),
+            NLM_F_DUMP,
+            &mut |frame| frames.push(frame.to_vec()),
+        )
+        .expect("dump links");
+        assert!(!frames.is_empty());
+        for frame in &frames {
+            let full = match NetlinkMessage::<RouteNetlinkMessage>::deserialize(frame) {
+                Ok(NetlinkMessage {
+                    payload: NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(l)),
+                    ..
+                }) => LinkInfo::from_message(l),
+                other => panic!("not a link message: {other:?}"),
+            };
+            assert_eq!(decode_link_frame(frame), Some(full));
+        }
+        // Not a link message, or cut short: nothing, never a panic.
+        assert_eq!(decode_link_frame(&frames[0][..20]), None);
+        let mut other = frames[0].clone();
+        other[4..6].copy_from_slice(&libc::RTM_NEWADDR.to_ne_bytes());
+        assert_eq!(decode_link_frame(&other), None);
     }
 
     #[test]
@@ -634,8 +691,9 @@ mod tests {
                     links.push(l.header.index);
                 }
             };
+            let mut on_frame = decoded("test", &mut on_message);
             for d in datagrams {
-                match answer.read(d, &mut changed, &mut on_message) {
+                match answer.read(d, &mut changed, &mut on_frame) {
                     Ok(None) => continue,
                     other => return (other, links, changed),
                 }
