@@ -381,7 +381,7 @@ impl InterfaceMapper {
         }
         let refs: Vec<&NetnsFile> = files.iter().collect();
         let watch = self.watch(Watch::LinksAndAddresses);
-        let sockets = open_sockets_in(&refs, watch, SETNS_THREADS);
+        let sockets = open_sockets_in(&refs, watch, worker_threads(refs.len()));
         for (file, socket) in files.into_iter().zip(sockets) {
             match socket {
                 Ok(socket) => {
@@ -403,11 +403,6 @@ impl InterfaceMapper {
         }
     }
 }
-
-/// Threads that open sockets inside new namespaces. One: `setns` and a socket's creation are
-/// about 10 µs of kernel work each (1000 namespaces: about 1.4% of a whole `netshim discover`'s
-/// CPU, 2026-12-02), less than a thread costs to start and join.
-const SETNS_THREADS: usize = 1;
 
 /// Below this many namespaces a cycle's per-namespace work stays on one thread: starting
 /// threads would cost more than it saves.

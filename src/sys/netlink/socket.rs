@@ -692,13 +692,15 @@ mod tests {
                 }
             };
             let mut on_frame = decoded("test", &mut on_message);
+            let mut result = Ok(None);
             for d in datagrams {
-                match answer.read(d, &mut changed, &mut on_frame) {
-                    Ok(None) => continue,
-                    other => return (other, links, changed),
+                result = answer.read(d, &mut changed, &mut on_frame);
+                if !matches!(result, Ok(None)) {
+                    break;
                 }
             }
-            (Ok(None), links, changed)
+            drop(on_frame);
+            (result, links, changed)
         }
 
         #[test]
