@@ -590,3 +590,29 @@ fn namespaces_come_and_go_between_scans_of_one_receiver() {
     );
     drop(a);
 }
+
+/// Peers are named from the pod's side by index; a host end renamed later (the host notifies
+/// a link change) is seen by its new name on the next cycle of the same mapper.
+#[test]
+fn a_host_end_renamed_is_seen_by_its_new_name_on_the_next_cycle() {
+    let ns = Netns::new("nst-rename");
+    let mut link = veth("lxcnstren0", "eth0", &ns.name);
+    ip_quiet(&["link", "del", "lxcnstren1"]);
+    // The pod end down, and the host end brought down before the first cycle: the rename is
+    // then a change in the host alone (no carrier change reaches the pod), so only the host's
+    // notification can tell the mapper.
+    ns.ip(&["link", "set", "eth0", "down"]);
+    ip(&["link", "set", "lxcnstren0", "down"]);
+    let mut mapper = InterfaceMapper::new(InterfacesConfig::default());
+    let pods = cycle(&mut mapper);
+    let eth0 = iface(pod_at(&pods, "/run/netns/nst-rename").unwrap(), "eth0").clone();
+    assert_eq!(peer_name(&eth0), Some("lxcnstren0"));
+
+    ip(&["link", "set", "lxcnstren0", "name", "lxcnstren1"]);
+    link.name = "lxcnstren1".into();
+    let pods = cycle(&mut mapper);
+    let renamed = iface(pod_at(&pods, "/run/netns/nst-rename").unwrap(), "eth0");
+    assert_eq!(peer_name(renamed), Some("lxcnstren1"));
+    assert_eq!(renamed.peer.as_ref().unwrap().ifindex, host_ifindex("lxcnstren1"));
+    assert_eq!(renamed.peer.as_ref().unwrap().ifindex, eth0.peer.unwrap().ifindex);
+}
