@@ -202,7 +202,7 @@ const OWN_NETNS: &str = "/proc/self/ns/net";
 /// request per pod.
 pub struct InterfaceMapper {
     config: Config,
-    /// `netns discover`: one cycle, so no socket subscribes to notifications.
+    /// `netshim discover`: one cycle, so no socket subscribes to notifications, and one thread.
     one_shot: bool,
     host: Option<Host>,
     /// The host notified a link change (or its socket was opened anew): known peers' names are
