@@ -613,6 +613,12 @@ fn a_host_end_renamed_is_seen_by_its_new_name_on_the_next_cycle() {
     let pods = cycle(&mut mapper);
     let renamed = iface(pod_at(&pods, "/run/netns/nst-rename").unwrap(), "eth0");
     assert_eq!(peer_name(renamed), Some("lxcnstren1"));
-    assert_eq!(renamed.peer.as_ref().unwrap().ifindex, host_ifindex("lxcnstren1"));
-    assert_eq!(renamed.peer.as_ref().unwrap().ifindex, eth0.peer.unwrap().ifindex);
+    assert_eq!(
+        renamed.peer.as_ref().unwrap().ifindex,
+        host_ifindex("lxcnstren1")
+    );
+    assert_eq!(
+        renamed.peer.as_ref().unwrap().ifindex,
+        eth0.peer.unwrap().ifindex
+    );
 }
