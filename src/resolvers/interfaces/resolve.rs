@@ -277,7 +277,8 @@ impl InterfaceMapper {
 
         // One-shot: one thread. Every namespace is dumped in full then, and parallel dumps
         // were seen spinning on the RTNL mutex (`rtnl_dumpit`); at 1000 pods on 2 cores, one
-        // thread and two took the same CPU and wall time (2026-12-02), so the simpler one.
+        // thread and two took the same CPU and wall time within the noise of a busy machine
+        // (5 runs each, 2026-12-02), so the simpler one.
         let threads = if self.one_shot {
             1
         } else {
