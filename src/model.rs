@@ -141,7 +141,7 @@ pub enum MergeKey {
 /// Merges the sandboxes several receivers reported into one record per pod, in receiver order.
 pub fn merge_sandboxes(lists: impl IntoIterator<Item = Vec<Sandbox>>) -> Vec<Sandbox> {
     let mut out: Vec<Sandbox> = Vec::new();
-    let mut index: std::collections::HashMap<MergeKey, usize> = std::collections::HashMap::new();
+    let mut index: foldhash::HashMap<MergeKey, usize> = foldhash::HashMap::default();
     for list in lists {
         for sandbox in list {
             match sandbox.merge_key() {

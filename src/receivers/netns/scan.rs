@@ -1,6 +1,6 @@
 //! One scan for network namespaces: bind-mount folders, then every `/proc/PID/ns/net`.
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};

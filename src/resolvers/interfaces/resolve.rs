@@ -1,6 +1,6 @@
 //! The mapping itself, synchronous: call it where blocking is fine.
 
-use std::collections::{HashMap, HashSet};
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use std::path::Path;
 
 use tracing::{debug, warn};
