@@ -279,10 +279,16 @@ impl InterfaceMapper {
         // were seen spinning on the RTNL mutex (`rtnl_dumpit`); at 1000 pods on 2 cores, one
         // thread and two took the same CPU and wall time within the noise of a busy machine
         // (5 runs each, 2026-12-02), so the simpler one.
+        // Running: threads only for a cycle with many namespaces never read yet (the agent's
+        // start, a burst of new pods), whose full dumps are the work worth sharing. A steady
+        // cycle (one small stats request per namespace) stays on this thread: starting threads
+        // for it every cycle cost more CPU (their stacks' page faults, their start and exit)
+        // than it saved wall time.
         let threads = if self.one_shot {
             1
         } else {
-            worker_threads(self.handles.len())
+            let unread = self.handles.values().filter(|h| h.links.is_none()).count();
+            worker_threads(unread)
         };
         let failed = refresh_all(&mut self.handles, &self.config, threads);
         // The namespace may be on its way out; reopen it next cycle if it is still there.
@@ -405,8 +411,8 @@ impl InterfaceMapper {
     }
 }
 
-/// Below this many namespaces a cycle's per-namespace work stays on one thread: starting
-/// threads would cost more than it saves.
+/// Below this many namespaces to read in full, a cycle's per-namespace work stays on one
+/// thread: starting threads would cost more than it saves.
 const PARALLEL_FROM: usize = 512;
 
 /// How many threads share `items` namespaces' work: one per core, at most 4.
