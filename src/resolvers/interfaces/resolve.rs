@@ -6,7 +6,9 @@ use std::path::Path;
 use tracing::{debug, warn};
 
 use crate::model::{Batch, Counters, IfAddress, Interface, NetnsKey, NetnsRef, Peer, PodNetwork};
-use crate::sys::netlink::{AddrInfo, LinkCounters, LinkInfo, NetlinkError, RouteSocket, Watch};
+use crate::sys::netlink::{
+    AddrInfo, LinkCounters, LinkInfo, LinkNotices, NetlinkError, RouteSocket, Watch,
+};
 use crate::sys::netns::{NetnsFile, NsFileKey, open_sockets_in};
 
 use super::super::ResolverError;
@@ -149,8 +151,27 @@ impl NetnsHandle {
         Ok(())
     }
 
-    /// Asks the host names of the peers found again, by index (after the host notified a link
-    /// change: a host end may have been renamed). A peer no longer there is dropped; the pod's
+    /// Applies host notifications to the peers found: a host end renamed takes its new name, a
+    /// host end deleted is no peer any more (the pod's own notification of its end going makes
+    /// it dump again). O(1) per peer, no query: the notification said it.
+    fn apply_notices(&mut self, noticed: &HashMap<u32, Option<&str>>) {
+        let Some(links) = self.links.as_mut() else {
+            return;
+        };
+        for iface in &mut links.interfaces {
+            let Some(peer) = iface.peer.as_mut() else {
+                continue;
+            };
+            match noticed.get(&peer.ifindex) {
+                Some(Some(name)) if peer.name != *name => peer.name = (*name).to_string(),
+                Some(None) => iface.peer = None,
+                _ => {}
+            }
+        }
+    }
+
+    /// Asks the host names of the peers found again, by index (after host notifications were
+    /// lost: a host end may have been renamed). A peer no longer there is dropped; the pod's
     /// own notification of its end going makes it dump again.
     fn rename_peers(&mut self, host: &Host) -> Result<(), NetlinkError> {
         let Some(links) = self.links.as_mut() else {
@@ -197,17 +218,20 @@ const OWN_NETNS: &str = "/proc/self/ns/net";
 /// Peers are found from each pod's side (see [`NetnsHandle::find_peers`]), so a pod appearing
 /// or changing costs O(1) kernel work and the host's links are never dumped. Work per cycle is
 /// proportional to what changed: each pod's links are dumped again only when that namespace
-/// notified a change, and its peers found again only then; when the host notified a link
-/// change, the known peers' names are asked again by index. Otherwise a cycle is one stats
-/// request per pod.
+/// notified a change, and its peers found again only then; a host link renamed or deleted is
+/// applied to the peer with its index straight from the host's notification (asking the known
+/// peers' names again by index only when notifications were lost). Otherwise a cycle is one
+/// stats request per pod.
 pub struct InterfaceMapper {
     config: Config,
     /// `netshim discover`: one cycle, so no socket subscribes to notifications, and one thread.
     one_shot: bool,
     host: Option<Host>,
-    /// The host notified a link change (or its socket was opened anew): known peers' names are
+    /// Host notifications were lost (or its socket was opened anew): known peers' names are
     /// asked again.
     host_changed: bool,
+    /// What the host's notifications said since the last cycle.
+    host_notices: LinkNotices,
     handles: HashMap<NetnsKey, NetnsHandle>,
     /// Fault injection for tests: runs after new namespaces are opened, before anything is
     /// read from them or their ids are asked.
@@ -226,6 +250,7 @@ impl InterfaceMapper {
             one_shot: false,
             host: None,
             host_changed: false,
+            host_notices: LinkNotices::default(),
             handles: HashMap::new(),
             #[cfg(feature = "fault-injection")]
             after_open: None,
@@ -299,12 +324,23 @@ impl InterfaceMapper {
 
         if let Some(host) = self.host.as_ref() {
             let renames = std::mem::take(&mut self.host_changed);
+            let notices = std::mem::take(&mut self.host_notices);
+            // A host end renamed or deleted, by index: the notification says it, no query.
+            let noticed: HashMap<u32, Option<&str>> = notices
+                .named
+                .iter()
+                .map(|(index, name)| (*index, Some(name.as_str())))
+                .chain(notices.deleted.iter().map(|index| (*index, None)))
+                .collect();
             for (key, handle) in &mut self.handles {
                 let result = if handle.peers_stale {
                     handle.find_peers(host)
                 } else if renames {
                     handle.rename_peers(host)
                 } else {
+                    if !noticed.is_empty() {
+                        handle.apply_notices(&noticed);
+                    }
                     continue;
                 };
                 if let Err(e) = result {
@@ -347,8 +383,11 @@ impl InterfaceMapper {
             self.host_changed = true;
         }
         if let Some(host) = self.host.as_mut() {
-            host.socket.drain_notifications()?;
-            self.host_changed |= host.socket.take_changed();
+            let notices = host.socket.drain_link_notices()?;
+            host.socket.take_changed();
+            self.host_changed |= notices.lost;
+            self.host_notices.named.extend(notices.named);
+            self.host_notices.deleted.extend(notices.deleted);
         }
         Ok(())
     }

@@ -12,5 +12,5 @@ mod socket;
 mod watcher;
 
 pub use decode::{AddrInfo, LinkCounters, LinkInfo, decode_link_frame};
-pub use socket::{NetlinkError, RouteSocket, Watch};
+pub use socket::{LinkNotices, NetlinkError, RouteSocket, Watch};
 pub use watcher::LinkWatcher;

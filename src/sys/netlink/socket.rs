@@ -181,6 +181,42 @@ impl RouteSocket {
         }
     }
 
+    /// Reads every notification queued and says what they were about: the links added,
+    /// changed or renamed (index and name) and the links deleted. Nothing is asked of the
+    /// kernel: the notifications carry it. `lost` when some were lost (the receive buffer
+    /// overflowed, or a datagram was larger than the buffer): then anything may have changed.
+    pub fn drain_link_notices(&mut self) -> Result<LinkNotices, NetlinkError> {
+        with_buffer(|buf| {
+            let mut notices = LinkNotices::default();
+            loop {
+                match self
+                    .socket
+                    .recv(&mut &mut buf[..], libc::MSG_DONTWAIT | libc::MSG_TRUNC)
+                {
+                    Ok(len) => {
+                        self.changed = true;
+                        match buf.get(..len) {
+                            Some(datagram) => notices.read(datagram),
+                            None => notices.lost = true, // truncated: its end is gone
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(notices),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                        self.changed = true;
+                        notices.lost = true;
+                    }
+                    Err(source) => {
+                        return Err(NetlinkError::Io {
+                            op: "drain notifications",
+                            source,
+                        });
+                    }
+                }
+            }
+        })
+    }
+
     /// The 64-bit counters of every link of the namespace, by index (`RTM_GETSTATS` limited to
     /// `IFLA_STATS_LINK_64`): a small fraction of a full link dump's cost.
     pub fn dump_stats(&mut self) -> Result<Vec<(u32, LinkCounters)>, NetlinkError> {
@@ -546,9 +582,99 @@ impl Answer {
     }
 }
 
+/// What a namespace's link notifications said (see [`RouteSocket::drain_link_notices`]).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct LinkNotices {
+    /// Links added or changed (a rename among them), by index, with their name then.
+    pub named: Vec<(u32, String)>,
+    /// Links deleted, by index.
+    pub deleted: Vec<u32>,
+    /// Some notifications were lost.
+    pub lost: bool,
+}
+
+impl LinkNotices {
+    /// Notes the link messages of one datagram (other messages are not about links).
+    fn read(&mut self, datagram: &[u8]) {
+        let mut rest = datagram;
+        while !rest.is_empty() {
+            let Ok(frame) = NetlinkBuffer::new_checked(rest) else {
+                self.lost = true; // malformed: what it said is unknown
+                return;
+            };
+            let len = frame.length() as usize;
+            match frame.message_type() {
+                libc::RTM_NEWLINK => match decode_link_frame(&rest[..len]) {
+                    Some(link) => self.named.push((link.index, link.name)),
+                    None => self.lost = true,
+                },
+                libc::RTM_DELLINK => match frame.payload().get(4..8) {
+                    Some(index) => {
+                        let index = i32::from_ne_bytes([index[0], index[1], index[2], index[3]]);
+                        self.deleted.push(index as u32);
+                    }
+                    None => self.lost = true,
+                },
+                _ => {}
+            }
+            // Frames are 4-byte aligned within a datagram.
+            let next = len.div_ceil(4) * 4;
+            rest = rest.get(next..).unwrap_or_default();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One serialized link message: `RTM_NEWLINK` with a name, or `RTM_DELLINK`.
+    fn link_frame(index: u32, name: Option<&str>) -> Vec<u8> {
+        let mut link = LinkMessage::default();
+        link.header.index = index;
+        let message = match name {
+            Some(name) => {
+                link.attributes
+                    .push(netlink_packet_route::link::LinkAttribute::IfName(
+                        name.into(),
+                    ));
+                RouteNetlinkMessage::NewLink(link)
+            }
+            None => RouteNetlinkMessage::DelLink(link),
+        };
+        let mut message = NetlinkMessage::from(message);
+        message.finalize();
+        let mut bytes = vec![0; message.buffer_len()];
+        message.serialize(&mut bytes);
+        bytes
+    }
+
+    #[test]
+    fn link_notices_say_what_was_renamed_and_deleted() {
+        let mut datagram = Vec::new();
+        for frame in [
+            link_frame(7, Some("lxcnew")),
+            link_frame(9, None),
+            link_frame(12, Some("veth12")),
+        ] {
+            datagram.extend_from_slice(&frame);
+            datagram.resize(datagram.len().div_ceil(4) * 4, 0);
+        }
+        let mut notices = LinkNotices::default();
+        notices.read(&datagram);
+        assert_eq!(
+            notices,
+            LinkNotices {
+                named: vec![(7, "lxcnew".into()), (12, "veth12".into())],
+                deleted: vec![9],
+                lost: false,
+            }
+        );
+        // A datagram cut short: what it said is unknown, so everything must be asked again.
+        let mut cut = LinkNotices::default();
+        cut.read(&datagram[..datagram.len() - 3]);
+        assert!(cut.lost);
+    }
 
     #[test]
     fn loopback_is_in_every_namespace() {
