@@ -136,23 +136,10 @@ fn loopback_is_reported_when_asked() {
     assert_eq!(peer_name(iface(p, "lo")), None);
 }
 
-/// Picks an index unused in the root namespace (a fresh namespace has only lo = 1).
-fn free_host_ifindex() -> u32 {
-    let used: Vec<u32> = std::fs::read_dir("/sys/class/net")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| std::fs::read_to_string(e.path().join("ifindex")).ok())
-        .filter_map(|s| s.trim().parse().ok())
-        .collect();
-    (7000 + std::process::id() % 1000..)
-        .find(|i| !used.contains(i))
-        .unwrap()
-}
-
 #[test]
 fn both_ends_with_the_same_ifindex_are_still_paired() {
     let ns = Netns::new("nst-sameidx");
-    let idx = free_host_ifindex().to_string();
+    let idx = free_host_ifindex(7000).to_string();
     ip_quiet(&["link", "del", "lxcnstsame"]);
     ip(&[
         "link",

@@ -145,19 +145,6 @@ fn expect(pod: &Value, name: &str, kind: &str, peer: Option<(&str, &str)>) {
     }
 }
 
-/// A free index for both ends of the equal-index pair.
-fn free_ifindex() -> u32 {
-    let used: Vec<u32> = std::fs::read_dir("/sys/class/net")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| std::fs::read_to_string(e.path().join("ifindex")).ok())
-        .filter_map(|s| s.trim().parse().ok())
-        .collect();
-    (8000 + std::process::id() % 1000..)
-        .find(|i| !used.contains(i))
-        .unwrap()
-}
-
 #[test]
 fn every_topology_is_mapped_as_the_kernel_made_it() {
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
@@ -280,7 +267,7 @@ fn every_topology_is_mapped_as_the_kernel_made_it() {
 
     // Both ends with the same index.
     let same = Netns::new("ntp-same");
-    let idx = free_ifindex().to_string();
+    let idx = free_host_ifindex(8000).to_string();
     ip(&[
         "link", "add", "ntpsame", "index", &idx, "type", "veth", "peer", "name", "eth0", "index",
         &idx, "netns", &same.name,

@@ -286,6 +286,21 @@ pub fn process_in(netns: &str) -> Process {
     p
 }
 
+/// An interface index no link in the root namespace has, from `base` (plus this process's id
+/// modulo 1000, so test binaries running at once pick different ones): for a pair whose two
+/// ends are given the same index.
+pub fn free_host_ifindex(base: u32) -> u32 {
+    let used: Vec<u32> = std::fs::read_dir("/sys/class/net")
+        .expect("list /sys/class/net")
+        .flatten()
+        .filter_map(|e| std::fs::read_to_string(e.path().join("ifindex")).ok())
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    (base + std::process::id() % 1000..)
+        .find(|i| !used.contains(i))
+        .expect("a free index")
+}
+
 /// The inode of a namespace file.
 pub fn inode(path: &str) -> u64 {
     use std::os::unix::fs::MetadataExt;
