@@ -11,6 +11,6 @@ mod decode;
 mod socket;
 mod watcher;
 
-pub use decode::{AddrInfo, LinkCounters, LinkInfo, decode_link_frame};
+pub use decode::{AddrInfo, LinkCounters, LinkInfo, decode_link_frame, decode_stats_frame};
 pub use socket::{LinkNotices, NetlinkError, RouteSocket, Watch};
 pub use watcher::LinkWatcher;
