@@ -378,8 +378,8 @@ fn check_netshim(batch: &Batch, expected: &Expected, what: &str) -> usize {
         let ns = ns_name(i);
         assert!(!seen[i], "netshim ({what}): {ns} reported twice");
         seen[i] = true;
-        let Some(eth0) = pod.interfaces.iter().find(|f| f.name == "eth0") else {
-            let names: Vec<&str> = pod.interfaces.iter().map(|f| f.name.as_str()).collect();
+        let Some(eth0) = pod.interfaces.iter().find(|f| &*f.name == "eth0") else {
+            let names: Vec<&str> = pod.interfaces.iter().map(|f| &*f.name).collect();
             panic!("netshim ({what}): {ns} found, but without eth0 (interfaces: {names:?})");
         };
         let Some(peer) = eth0.peer.as_ref() else {
@@ -390,7 +390,7 @@ fn check_netshim(batch: &Batch, expected: &Expected, what: &str) -> usize {
         };
         let want = (host_name(i), expected.host_ifindex[i]);
         assert!(
-            peer.name == want.0 && peer.ifindex == want.1 && peer.kind == "veth",
+            *peer.name == *want.0 && peer.ifindex == want.1 && &*peer.kind == "veth",
             "netshim ({what}): {ns} eth0 peered to {} (ifindex {}, kind {}), want {} (ifindex {}, veth)",
             peer.name,
             peer.ifindex,

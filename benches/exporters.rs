@@ -49,14 +49,15 @@ pub fn snapshot(pods: usize) -> Snapshot {
                     ifindex: 2,
                     kind: "veth".into(),
                     mac: Some("aa:bb:cc:dd:ee:ff".into()),
-                    addresses: vec![IfAddress {
+                    addresses: [IfAddress {
                         ip: format!("10.{}.{}.{}", i / 65536 % 256, i / 256 % 256, i % 256)
                             .parse()
                             .unwrap(),
                         prefix_len: 24,
-                    }],
+                    }]
+                    .into(),
                     peer: Some(Peer {
-                        name: format!("lxc{i:012x}"),
+                        name: format!("lxc{i:012x}").into(),
                         ifindex: 10 + i as u32,
                         kind: "veth".into(),
                     }),

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use serde::{Serialize, Serializer};
@@ -173,6 +174,12 @@ pub struct Counters {
     pub tx_dropped: u64,
 }
 
+/// A string of an interface that stays the same from cycle to cycle (a name, a kind, a MAC):
+/// shared, so that each cycle's snapshot takes its interfaces from the resolver's at the cost
+/// of a reference count, not an allocation per string (at 1000 pods those allocations were
+/// most of the agent's user time in a steady cycle).
+pub type Text = Arc<str>;
+
 /// An address on an interface, shown as `ip/prefix`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct IfAddress {
@@ -195,23 +202,23 @@ impl Serialize for IfAddress {
 /// The host-side end of a pod interface.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Peer {
-    pub name: String,
+    pub name: Text,
     pub ifindex: u32,
-    pub kind: String,
+    pub kind: Text,
 }
 
 /// One interface inside a pod's network namespace.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Interface {
     /// The pod-side name (`eth0`, `net1`, …).
-    pub name: String,
+    pub name: Text,
     /// The pod-side index (indexes are per namespace: only meaningful with the namespace).
     pub ifindex: u32,
     /// The link kind (`veth`, `netkit`, `macvlan`, …), `loopback`, or `device` when the kernel
     /// reports no kind.
-    pub kind: String,
-    pub mac: Option<String>,
-    pub addresses: Vec<IfAddress>,
+    pub kind: Text,
+    pub mac: Option<Text>,
+    pub addresses: Arc<[IfAddress]>,
     /// The paired interface in the host's namespace; `None` for interfaces with no host end
     /// (macvlan, ipvlan, SR-IOV, a veth whose other end is in another pod).
     pub peer: Option<Peer>,

@@ -108,8 +108,8 @@ pub fn table(snapshot: &Snapshot) -> String {
             };
             rows.push([
                 label.clone(),
-                i.name.clone(),
-                i.kind.clone(),
+                i.name.to_string(),
+                i.kind.to_string(),
                 peer,
                 addrs,
                 i.counters.rx_bytes.to_string(),

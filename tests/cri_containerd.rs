@@ -125,7 +125,7 @@ async fn bridge_pods_are_mapped_with_their_runtime_identity() {
         let eth0 = p
             .interfaces
             .iter()
-            .find(|i| i.name == "eth0")
+            .find(|i| &*i.name == "eth0")
             .expect("eth0");
         let peer = eth0.peer.as_ref().expect("host peer");
         assert!(peer.name.starts_with("veth"), "{}", peer.name);
@@ -241,7 +241,7 @@ async fn ptp_pods_and_host_network_pods() {
     let eth0 = p
         .interfaces
         .iter()
-        .find(|i| i.name == "eth0")
+        .find(|i| &*i.name == "eth0")
         .expect("eth0");
     let peer = eth0.peer.as_ref().expect("host peer");
     assert!(peer.name.starts_with("veth"), "{}", peer.name);

@@ -38,12 +38,12 @@ fn pod_at<'a>(pods: &'a [PodNetwork], netns_path: &str) -> Option<&'a PodNetwork
 fn iface<'a>(pod: &'a PodNetwork, name: &str) -> &'a Interface {
     pod.interfaces
         .iter()
-        .find(|i| i.name == name)
+        .find(|i| *i.name == *name)
         .unwrap_or_else(|| panic!("no {name} in {:?}", pod.interfaces))
 }
 
 fn peer_name(i: &Interface) -> Option<&str> {
-    i.peer.as_ref().map(|p| p.name.as_str())
+    i.peer.as_ref().map(|p| &*p.name)
 }
 
 #[test]
@@ -72,9 +72,9 @@ fn cni_style_host_names_are_mapped_to_their_pod_interfaces() {
         assert_eq!(pod.sandbox.netns.as_ref().unwrap().path, path);
         assert!(!pod.sandbox.host_network);
         let eth0 = iface(pod, "eth0");
-        assert_eq!(eth0.kind, "veth");
+        assert_eq!(&*eth0.kind, "veth");
         let peer = eth0.peer.as_ref().expect("eth0 has a host peer");
-        assert_eq!(peer.name, host);
+        assert_eq!(&*peer.name, host);
         assert_eq!(peer.ifindex, host_ifindex(host));
         assert!(eth0.mac.as_deref().is_some_and(|m| m.len() == 17));
     }
@@ -109,14 +109,14 @@ fn every_interface_is_listed_and_only_host_pairs_are_peers() {
     let p = pod_at(&pods, "/run/netns/nst-multi-a").expect("pod found");
     assert_eq!(peer_name(iface(p, "eth0")), Some("lxcnstmulti0"));
     assert_eq!(peer_name(iface(p, "net1")), Some("lxcnstmulti1"));
-    assert_eq!(iface(p, "br9").kind, "vxlan");
+    assert_eq!(&*iface(p, "br9").kind, "vxlan");
     assert_eq!(peer_name(iface(p, "br9")), None);
     for name in ["in0", "in1", "x0"] {
-        assert_eq!(iface(p, name).kind, "veth");
+        assert_eq!(&*iface(p, name).kind, "veth");
         assert_eq!(peer_name(iface(p, name)), None, "{name} has no host end");
     }
     assert!(
-        p.interfaces.iter().all(|i| i.name != "lo"),
+        p.interfaces.iter().all(|i| &*i.name != "lo"),
         "loopback is left out by default"
     );
     let o = pod_at(&pods, "/run/netns/nst-multi-b").expect("other pod found");
@@ -132,7 +132,7 @@ fn loopback_is_reported_when_asked() {
     });
     let pods = cycle(&mut mapper);
     let p = pod_at(&pods, "/run/netns/nst-lo").expect("pod found");
-    assert_eq!(iface(p, "lo").kind, "loopback");
+    assert_eq!(&*iface(p, "lo").kind, "loopback");
     assert_eq!(peer_name(iface(p, "lo")), None);
 }
 
@@ -224,7 +224,7 @@ fn a_macvlan_moved_into_a_pod_has_no_peer() {
     let pods = discover();
     let p = pod_at(&pods, "/run/netns/nst-macvlan").expect("pod found");
     let net1 = iface(p, "net1");
-    assert_eq!(net1.kind, "macvlan");
+    assert_eq!(&*net1.kind, "macvlan");
     assert_eq!(peer_name(net1), None, "a macvlan's parent is not its peer");
     assert_eq!(peer_name(iface(p, "eth0")), Some("lxcnstmv0"));
 }

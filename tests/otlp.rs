@@ -221,7 +221,7 @@ fn counters_of(pods: &[PodNetwork], ns: &Netns, iface: &str) -> Counters {
     let ino = inode(ns.path().to_str().unwrap());
     pods.iter()
         .find(|p| p.sandbox.netns.as_ref().is_some_and(|n| n.inode == ino))
-        .and_then(|p| p.interfaces.iter().find(|i| i.name == iface))
+        .and_then(|p| p.interfaces.iter().find(|i| *i.name == *iface))
         .unwrap_or_else(|| panic!("{iface} of {} not discovered", ns.name))
         .counters
 }

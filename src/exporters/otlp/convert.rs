@@ -43,7 +43,7 @@ enum PodKey {
     Sandbox(String),
 }
 
-type SeriesKey = (PodKey, String);
+type SeriesKey = (PodKey, crate::model::Text);
 
 #[derive(Debug, Clone)]
 struct SeriesState {
@@ -372,7 +372,7 @@ mod tests {
             ifindex,
             kind: "veth".into(),
             mac: None,
-            addresses: vec![],
+            addresses: [].into(),
             peer: peer.map(|p| Peer {
                 name: p.into(),
                 ifindex: 17,

@@ -79,7 +79,7 @@ struct Row<'a> {
 
 impl<'a> Row<'a> {
     fn host_interface(&self) -> &'a str {
-        self.interface.peer.as_ref().map_or("", |p| p.name.as_str())
+        self.interface.peer.as_ref().map_or("", |p| &*p.name)
     }
 
     /// node, namespace, pod, interface, host_interface[, netns]
@@ -88,7 +88,7 @@ impl<'a> Row<'a> {
             ("node", self.node),
             ("namespace", self.namespace),
             ("pod", self.pod),
-            ("interface", self.interface.name.as_str()),
+            ("interface", &*self.interface.name),
             ("host_interface", self.host_interface()),
         ];
         if !self.netns.is_empty() {
@@ -122,7 +122,7 @@ fn rows(snapshots: &[Arc<Snapshot>]) -> Vec<Row<'_>> {
                 String::new()
             };
             for interface in &pod.interfaces {
-                let key = (namespace, name, netns.clone(), interface.name.as_str());
+                let key = (namespace, name, netns.clone(), &*interface.name);
                 if !seen.insert(key) {
                     continue;
                 }
@@ -186,7 +186,7 @@ pub fn render(
     for r in &rows {
         let mut labels = r.labels();
         labels.push(("pod_uid", r.uid));
-        labels.push(("kind", r.interface.kind.as_str()));
+        labels.push(("kind", &*r.interface.kind));
         e.sample(INTERFACE_INFO, &labels, 1);
     }
 

@@ -142,7 +142,7 @@ impl NetnsHandle {
                 // host end needs no query of its own (which would cost a host id lookup).
                 iface.peer = host.socket.link_name(end.index)?.map(|name| Peer {
                     kind: iface.kind.clone(),
-                    name,
+                    name: name.into(),
                     ifindex: end.index,
                 });
             }
@@ -163,7 +163,7 @@ impl NetnsHandle {
                 continue;
             };
             match noticed.get(&peer.ifindex) {
-                Some(Some(name)) if peer.name != *name => peer.name = (*name).to_string(),
+                Some(Some(name)) if &*peer.name != *name => peer.name = (*name).into(),
                 Some(None) => iface.peer = None,
                 _ => {}
             }
@@ -184,7 +184,7 @@ impl NetnsHandle {
             match host.socket.link_name(index)? {
                 Some(name) => {
                     if let Some(peer) = iface.peer.as_mut() {
-                        peer.name = name;
+                        peer.name = name.into();
                     }
                 }
                 None => iface.peer = None,
@@ -581,11 +581,11 @@ fn interfaces(
             let mut addresses = by_index.remove(&link.index).unwrap_or_default();
             addresses.sort();
             let iface = Interface {
-                name: link.name,
+                name: link.name.into(),
                 ifindex: link.index,
-                kind,
-                mac: link.mac.as_deref().map(format_mac),
-                addresses,
+                kind: kind.into(),
+                mac: link.mac.as_deref().map(|m| format_mac(m).into()),
+                addresses: addresses.into(),
                 peer: None,
                 counters: link.stats.map(pod_counters).unwrap_or_default(),
             };
@@ -684,11 +684,11 @@ mod tests {
         }];
         let out = interfaces(vec![net1, lo, eth0], addrs, &Config::default());
         assert_eq!(out.len(), 2);
-        assert_eq!(out[0].0.name, "eth0");
+        assert_eq!(&*out[0].0.name, "eth0");
         assert_eq!(out[0].1, Some(OtherEnd { nsid: 0, index: 40 }));
         assert!(out[0].0.peer.is_none(), "peers are found afterwards");
         assert_eq!(out[0].0.addresses[0].to_string(), "10.0.0.5/24");
-        assert_eq!(out[1].0.name, "net1");
+        assert_eq!(&*out[1].0.name, "net1");
         assert_eq!(out[1].1, None);
 
         let with_lo = Config {
@@ -697,7 +697,7 @@ mod tests {
         let mut lo = link(1, "lo", None);
         lo.is_loopback = true;
         let out = interfaces(vec![lo], vec![], &with_lo);
-        assert_eq!((out[0].0.kind.as_str(), out[0].1), ("loopback", None));
+        assert_eq!((&*out[0].0.kind, out[0].1), ("loopback", None));
     }
 
     #[test]

@@ -83,7 +83,7 @@ impl<'a> PodIndex<'a> {
             None => pod
                 .interfaces
                 .iter()
-                .flat_map(|i| &i.addresses)
+                .flat_map(|i| i.addresses.iter())
                 .find_map(|a| self.by_ip.get(&a.ip))
                 .map(|p| (*p, false)),
         }
@@ -204,10 +204,11 @@ mod tests {
                 ifindex: 2,
                 kind: "veth".into(),
                 mac: None,
-                addresses: vec![IfAddress {
+                addresses: [IfAddress {
                     ip: ip.parse().unwrap(),
                     prefix_len: 24,
-                }],
+                }]
+                .into(),
                 peer: None,
                 counters: Default::default(),
             });

@@ -72,10 +72,11 @@ fn sandbox_with_ip(ip: &str) -> PodNetwork {
         ifindex: 2,
         kind: "veth".into(),
         mac: None,
-        addresses: vec![IfAddress {
+        addresses: [IfAddress {
             ip: ip.parse().expect("ip"),
             prefix_len: 24,
-        }],
+        }]
+        .into(),
         peer: None,
         counters: Default::default(),
     });
