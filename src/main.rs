@@ -136,8 +136,12 @@ fn load(paths: &[PathBuf]) -> anyhow::Result<(Service, TelemetryConfig)> {
     Ok((service, telemetry))
 }
 
+/// One thread runs every task: the agent's async work is waiting (timers, sockets, streams),
+/// and what blocks or computes (scans, netlink, renders) goes to the blocking pool. With a
+/// worker per core, each hand-off between a blocking thread and a task woke another worker
+/// too: at 10 pods those context switches were most of a steady cycle's CPU.
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")

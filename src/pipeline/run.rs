@@ -285,7 +285,10 @@ async fn pipeline_loop(
         if !wait_any_changed(&mut inputs).await {
             return;
         }
-        tokio::time::sleep(DEBOUNCE).await;
+        // With one receiver there is nothing to wait for: its result is the whole cycle.
+        if inputs.len() > 1 {
+            tokio::time::sleep(DEBOUNCE).await;
+        }
         let found: Vec<Vec<Sandbox>> = inputs
             .iter_mut()
             .filter_map(|rx| rx.borrow_and_update().as_ref().map(|v| v.as_ref().clone()))
