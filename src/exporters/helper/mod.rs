@@ -1,6 +1,6 @@
 //! What a pushing exporter needs whatever it speaks, as the Collector's `exporterhelper` and
 //! `configtls`: a bounded sending queue ([`queue`], `sending_queue`), retries with backoff
-//! ([`retry`], `retry_on_failure`), TLS client settings ([`tls`], `tls`) and a TCP + rustls
+//! ([`retry`], `retry_on_failure`), TLS client and server settings ([`tls`], [`tls_server`], `tls`) and a TCP + rustls
 //! connector for hyper and tonic clients ([`connect`]). An exporter supplies a
 //! [`BatchSender`] (one attempt at sending one encoded batch) and says what its failures mean
 //! ([`SendError`]); the rest is here.
@@ -9,6 +9,7 @@ pub mod connect;
 pub mod queue;
 pub mod retry;
 pub mod tls;
+pub mod tls_server;
 
 use std::future::Future;
 use std::time::Duration;

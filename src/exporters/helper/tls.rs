@@ -141,7 +141,8 @@ fn roots(ca_file: Option<&Path>) -> Result<RootCertStore, String> {
     Ok(store)
 }
 
-fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+/// The PEM certificates in `path`; the error names the file.
+pub fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
     let what = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
     let certs = CertificateDer::pem_file_iter(path)
         .map_err(|e| what(&e))?

@@ -5,12 +5,14 @@
 
 mod exposition;
 mod series;
+mod server;
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use axum::extract::State;
@@ -25,10 +27,12 @@ use tracing::info;
 use crate::component::{BuildSite, ComponentConfig, Factory};
 use crate::config::{ConfigErrors, Validate};
 use crate::exporters::ExporterFactory;
+use crate::exporters::helper::tls_server::ServerTls;
 use crate::model::Snapshot;
 use crate::self_metrics::{AgentMetrics, MetricsView};
 
 use super::{ExportError, Exporter};
+pub use crate::exporters::helper::tls_server::ServerTlsSettings;
 pub use exposition::Format;
 pub use series::{COUNTERS, INTERFACE_INFO, SHIM};
 
@@ -43,6 +47,23 @@ pub struct Config {
     /// Publish `pod_interface_shim{container,id,image,interface,name,namespace,node,pod} 0`
     /// as the older shim did. Default: true.
     pub shim_metric: bool,
+    /// Serve HTTPS (the Collector's `tls` server settings). Absent: plain HTTP; present with
+    /// no `cert_file`/`key_file`: a self-signed certificate for the node's name, made at start.
+    pub tls: Option<ServerTlsSettings>,
+    /// Connections served at once; more are closed as they come. Default: 1024.
+    pub max_connections: usize,
+    /// Bytes of a request's start line and headers (`431` beyond). Default: 8192.
+    pub max_request_header_size: usize,
+    /// Headers in a request (`431` beyond). Default: 64.
+    pub max_request_headers: usize,
+    /// Time for a request's headers to arrive, from the connection's start (TLS handshake
+    /// included) or the end of the previous response. Default: 10s.
+    #[serde(with = "humantime_serde")]
+    pub read_header_timeout: Duration,
+    /// A connection with nothing read or written for this long is closed. Default: 2m (longer
+    /// than any scrape interval, so scrapers keep their connection).
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
 }
 
 impl Default for Config {
@@ -50,19 +71,52 @@ impl Default for Config {
         Config {
             endpoint: "0.0.0.0:9091".into(),
             shim_metric: true,
+            tls: None,
+            max_connections: 1024,
+            max_request_header_size: 8192,
+            max_request_headers: 64,
+            read_header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(120),
         }
     }
 }
 
 impl Validate for Config {
     fn validate(&self) -> Vec<String> {
-        match self.endpoint.parse::<SocketAddr>() {
-            Ok(_) => Vec::new(),
-            Err(e) => vec![format!(
+        let mut problems = Vec::new();
+        if let Err(e) = self.endpoint.parse::<SocketAddr>() {
+            problems.push(format!(
                 "endpoint: `{}` is not an address:port ({e})",
                 self.endpoint
-            )],
+            ));
         }
+        if let Some(tls) = &self.tls {
+            problems.extend(tls.problems());
+        }
+        if self.max_connections == 0 {
+            problems.push("max_connections: must be at least 1".into());
+        }
+        if self.max_request_header_size < 1024 {
+            problems.push(format!(
+                "max_request_header_size: {} is below the minimum of 1024 bytes",
+                self.max_request_header_size
+            ));
+        }
+        if self.max_request_headers == 0 {
+            problems.push("max_request_headers: must be at least 1".into());
+        }
+        for (what, d) in [
+            ("read_header_timeout", self.read_header_timeout),
+            ("idle_timeout", self.idle_timeout),
+        ] {
+            if d < Duration::from_millis(100) {
+                problems.push(format!(
+                    "{what}: {} is below the minimum of 100ms",
+                    humantime::format_duration(d)
+                ));
+            }
+        }
+        problems
     }
 }
 
@@ -76,7 +130,9 @@ impl ComponentConfig for Config {
 
     fn build(self, site: &BuildSite<'_>) -> Result<Box<dyn Exporter>, ConfigErrors> {
         let metrics = Arc::clone(&site.context.metrics);
-        Ok(Box::new(PrometheusExporter::new(self, metrics)))
+        let mut exporter = PrometheusExporter::new(self, metrics);
+        exporter.node_name = site.context.node_name.clone();
+        Ok(Box::new(exporter))
     }
 }
 
@@ -191,9 +247,14 @@ fn accepts_gzip(headers: &HeaderMap) -> bool {
 
 pub struct PrometheusExporter {
     config: Config,
+    /// What a self-signed certificate is made for, besides `localhost` and the endpoint's
+    /// address.
+    node_name: String,
     shared: Arc<Shared>,
     stop: Mutex<Option<oneshot::Sender<()>>>,
     bound: Mutex<Option<SocketAddr>>,
+    /// Looks at the TLS files for changes while serving.
+    reloader: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl PrometheusExporter {
@@ -207,13 +268,28 @@ impl PrometheusExporter {
         });
         PrometheusExporter {
             config,
+            node_name: String::new(),
             shared,
             stop: Mutex::new(None),
             bound: Mutex::new(None),
+            reloader: Mutex::new(None),
         }
     }
 
     /// The address the server listens on, once started (tests bind port 0).
+    /// The names a self-signed certificate is made for: the node's, `localhost`, and the
+    /// address listened on when it is a specific one.
+    fn certificate_names(&self, addr: SocketAddr) -> Vec<String> {
+        let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
+        if !self.node_name.is_empty() {
+            names.push(self.node_name.clone());
+        }
+        if !addr.ip().is_unspecified() && !addr.ip().is_loopback() {
+            names.push(addr.ip().to_string());
+        }
+        names
+    }
+
     pub fn local_addr(&self) -> Option<SocketAddr> {
         *self.bound.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -265,18 +341,28 @@ impl Exporter for PrometheusExporter {
             .route("/metrics", get(metrics))
             .route("/healthz", get(|| async { "OK" }))
             .with_state(Arc::clone(&self.shared));
-        let (stop_tx, stop_rx) = oneshot::channel::<()>();
-        tokio::spawn(async move {
-            let serve = axum::serve(listener, app).with_graceful_shutdown(async {
-                let _ = stop_rx.await;
-            });
-            if let Err(e) = serve.await {
-                tracing::error!(error = %e, "prometheus endpoint stopped");
+        let tls = match &self.config.tls {
+            Some(settings) => {
+                let tls = ServerTls::load(settings, &self.certificate_names(addr))
+                    .map_err(|e| ExportError::Failed(format!("TLS: {e}")))?;
+                *self.reloader.lock().unwrap_or_else(|e| e.into_inner()) = tls.spawn_reloader();
+                Some(tls)
             }
-        });
+            None => None,
+        };
+        let limits = server::Limits {
+            max_connections: self.config.max_connections,
+            max_header_bytes: self.config.max_request_header_size,
+            max_headers: self.config.max_request_headers,
+            read_header_timeout: self.config.read_header_timeout,
+            idle_timeout: self.config.idle_timeout,
+        };
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        tokio::spawn(server::serve(listener, app, tls, limits, stop_rx));
         *self.stop.lock().unwrap_or_else(|e| e.into_inner()) = Some(stop_tx);
         *self.bound.lock().unwrap_or_else(|e| e.into_inner()) = Some(addr);
-        info!(address = %addr, "serving /metrics and /healthz");
+        info!(address = %addr, scheme, "serving /metrics and /healthz");
         Ok(())
     }
 
@@ -288,6 +374,14 @@ impl Exporter for PrometheusExporter {
     async fn shutdown(&self) -> Result<(), ExportError> {
         if let Some(stop) = self.stop.lock().unwrap_or_else(|e| e.into_inner()).take() {
             let _ = stop.send(());
+        }
+        if let Some(reloader) = self
+            .reloader
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            reloader.abort();
         }
         Ok(())
     }
