@@ -9,6 +9,7 @@ pub mod dns;
 pub mod exporters;
 pub(crate) mod extensions;
 pub mod health;
+pub mod kube_api;
 pub mod model;
 pub mod output;
 pub mod pipeline;

@@ -1,8 +1,10 @@
 //! A fake Kubernetes API server on loopback, enough for kube-rs's pod watcher
 //! (`kube::runtime::watcher` with the default `ListWatch` strategy) to run against it.
 //!
-//! Only `GET /api/v1/pods` (pods of all namespaces) is served, as a list or as a watch; every
-//! other request gets a 404 `Status`. Tests put pods in with [`FakeKube::add_pod`] and
+//! `GET /api/v1/pods` (pods of all namespaces) is served, as a list or as a watch, and
+//! `POST`ed `TokenReview`s and `SubjectAccessReview`s are answered from the tokens and users the
+//! test registered ([`FakeKube::add_token`]: what a real API server's authenticator and RBAC
+//! would say); every other request gets a 404 `Status`. Tests put pods in with [`FakeKube::add_pod`] and
 //! [`FakeKube::delete_pod`], and break things on purpose with [`FakeKube::set_unavailable`],
 //! [`FakeKube::set_list_delay`], [`FakeKube::expire_watches`] and [`FakeKube::stop`].
 //!
@@ -99,6 +101,10 @@ struct Store {
     requests: Vec<String>,
     /// Requests answered 503 because the server was down (`set_unavailable`).
     refused: u64,
+    /// Bearer tokens the authenticator knows: token → (user name, allowed to get /metrics).
+    tokens: BTreeMap<String, (String, bool)>,
+    /// Token and access reviews answered.
+    reviews: u64,
 }
 
 impl Store {
@@ -140,6 +146,8 @@ impl FakeKube {
                 expired_through: None,
                 requests: Vec::new(),
                 refused: 0,
+                tokens: BTreeMap::new(),
+                reviews: 0,
             }),
         });
         let app = Router::new().fallback(handle).with_state(shared.clone());
@@ -151,6 +159,19 @@ impl FakeKube {
             shutdown: Some(shutdown_tx),
             server: Some(server),
         }
+    }
+
+    /// Makes `token` authenticate as `user`, who may `get` `/metrics` when `allowed`.
+    pub fn add_token(&self, token: &str, user: &str, allowed: bool) {
+        self.shared
+            .lock()
+            .tokens
+            .insert(token.to_owned(), (user.to_owned(), allowed));
+    }
+
+    /// How many token and access reviews were answered.
+    pub fn reviews(&self) -> u64 {
+        self.shared.lock().reviews
     }
 
     /// `http://127.0.0.1:PORT`, for `kube::Config::new`.
@@ -366,6 +387,8 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
         .map_or_else(|| uri.path().to_owned(), |pq| pq.as_str().to_owned());
     let query = uri.query().unwrap_or("").to_owned();
     let known = request.method() == Method::GET && uri.path() == PODS_PATH;
+    let review = request.method() == Method::POST
+        && (uri.path() == TOKEN_REVIEWS || uri.path() == ACCESS_REVIEWS);
 
     let list_delay = {
         let mut store = shared.lock();
@@ -376,6 +399,9 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
         }
         store.list_delay
     };
+    if review {
+        return answer_review(&shared, request).await;
+    }
     if !known {
         return status_response(
             StatusCode::NOT_FOUND,
@@ -391,6 +417,51 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
     } else {
         list(&shared, list_delay).await
     }
+}
+
+const TOKEN_REVIEWS: &str = "/apis/authentication.k8s.io/v1/tokenreviews";
+const ACCESS_REVIEWS: &str = "/apis/authorization.k8s.io/v1/subjectaccessreviews";
+
+/// A `TokenReview` (is the token someone's?) or a `SubjectAccessReview` (may that user `get`
+/// the non-resource URL `/metrics`?), answered with the review and its `status`.
+async fn answer_review(shared: &Shared, request: Request) -> Response {
+    let path = request.uri().path().to_owned();
+    let Ok(body) = axum::body::to_bytes(request.into_body(), 1 << 20).await else {
+        return status_response(StatusCode::BAD_REQUEST, "BadRequest", "unreadable body");
+    };
+    let Ok(mut review) = serde_json::from_slice::<Value>(&body) else {
+        return status_response(StatusCode::BAD_REQUEST, "BadRequest", "not JSON");
+    };
+    let mut store = shared.lock();
+    store.reviews += 1;
+    let status = if path == TOKEN_REVIEWS {
+        let token = review["spec"]["token"].as_str().unwrap_or_default();
+        match store.tokens.get(token) {
+            Some((user, _)) => json!({
+                "authenticated": true,
+                "user": {"username": user, "uid": format!("uid-{user}"), "groups": ["system:authenticated"]},
+            }),
+            None => json!({"authenticated": false, "error": "invalid bearer token"}),
+        }
+    } else {
+        let spec = &review["spec"];
+        let user = spec["user"].as_str().unwrap_or_default();
+        let asks_metrics = spec["nonResourceAttributes"]["path"] == "/metrics"
+            && spec["nonResourceAttributes"]["verb"] == "get";
+        let allowed = asks_metrics
+            && store
+                .tokens
+                .values()
+                .any(|(name, allowed)| name == user && *allowed);
+        json!({"allowed": allowed})
+    };
+    review["status"] = status;
+    (
+        StatusCode::CREATED,
+        [(header::CONTENT_TYPE, "application/json")],
+        review.to_string(),
+    )
+        .into_response()
 }
 
 /// A list: every pod of every namespace and node (selectors, `limit` and `continue` are

@@ -3,6 +3,7 @@
 //! change and shared by every scrape until the next; `/healthz` answers as the older shim's did,
 //! for its probes.
 
+mod auth;
 mod exposition;
 mod series;
 mod server;
@@ -33,6 +34,7 @@ use crate::self_metrics::{AgentMetrics, MetricsView};
 
 use super::{ExportError, Exporter};
 pub use crate::exporters::helper::tls_server::ServerTlsSettings;
+pub use auth::{AuthSettings, BasicAuth, KubernetesAuth};
 pub use exposition::Format;
 pub use series::{COUNTERS, INTERFACE_INFO, SHIM};
 
@@ -50,6 +52,9 @@ pub struct Config {
     /// Serve HTTPS (the Collector's `tls` server settings). Absent: plain HTTP; present with
     /// no `cert_file`/`key_file`: a self-signed certificate for the node's name, made at start.
     pub tls: Option<ServerTlsSettings>,
+    /// Who may read `/metrics` (`mode: kubernetes | basic | mtls | none`). Required for an
+    /// endpoint other than loopback; absent on loopback: anyone. `/healthz` is always open.
+    pub auth: Option<AuthSettings>,
     /// Connections served at once; more are closed as they come. Default: 1024.
     pub max_connections: usize,
     /// Bytes of a request's start line and headers (`431` beyond). Default: 8192.
@@ -72,6 +77,7 @@ impl Default for Config {
             endpoint: "0.0.0.0:9091".into(),
             shim_metric: true,
             tls: None,
+            auth: None,
             max_connections: 1024,
             max_request_header_size: 8192,
             max_request_headers: 64,
@@ -84,14 +90,27 @@ impl Default for Config {
 impl Validate for Config {
     fn validate(&self) -> Vec<String> {
         let mut problems = Vec::new();
-        if let Err(e) = self.endpoint.parse::<SocketAddr>() {
-            problems.push(format!(
+        match self.endpoint.parse::<SocketAddr>() {
+            Err(e) => problems.push(format!(
                 "endpoint: `{}` is not an address:port ({e})",
                 self.endpoint
-            ));
+            )),
+            Ok(addr) if self.auth.is_none() && !addr.ip().is_loopback() => problems.push(format!(
+                "auth: required for the non-loopback endpoint {addr} (every pod's name and traffic is \
+                 served there): choose `mode: kubernetes`, `basic` or `mtls`, or `mode: none` to \
+                 serve anyone"
+            )),
+            Ok(_) => {}
         }
         if let Some(tls) = &self.tls {
             problems.extend(tls.problems());
+        }
+        if let Some(auth) = &self.auth {
+            let client_ca = self
+                .tls
+                .as_ref()
+                .is_some_and(|t| t.client_ca_file.is_some());
+            problems.extend(auth.problems(client_ca));
         }
         if self.max_connections == 0 {
             problems.push("max_connections: must be at least 1".into());
@@ -310,6 +329,34 @@ impl PrometheusExporter {
     }
 }
 
+/// Lets the request through only when the authorizer allows it; otherwise its status and a
+/// one-line reason, never the data.
+async fn authorize(
+    State(authorizer): State<Arc<auth::Authorizer>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let verdict = authorizer.check(request.headers()).await;
+    if verdict == auth::Verdict::Allowed {
+        return next.run(request).await;
+    }
+    let reason = match verdict {
+        auth::Verdict::Unauthenticated => "credentials required\n",
+        auth::Verdict::Forbidden => "not allowed to get /metrics\n",
+        _ => "cannot check the credentials now\n",
+    };
+    let mut response = (verdict.status(), reason).into_response();
+    if verdict == auth::Verdict::Unauthenticated
+        && let Some(challenge) = authorizer.challenge()
+    {
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static(challenge),
+        );
+    }
+    response
+}
+
 async fn metrics(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> impl IntoResponse {
     let format = Format::negotiate(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
     let gzip = accepts_gzip(&headers);
@@ -337,8 +384,18 @@ impl Exporter for PrometheusExporter {
         let addr = listener.local_addr().map_err(|e| {
             ExportError::Failed(format!("listening on {}: {e}", self.config.endpoint))
         })?;
+        let authorizer = match &self.config.auth {
+            Some(settings) => auth::Authorizer::from_settings(settings)
+                .await
+                .map_err(|e| ExportError::Failed(format!("auth: {e}")))?,
+            None => auth::Authorizer::Anyone,
+        };
         let app = axum::Router::new()
             .route("/metrics", get(metrics))
+            .route_layer(axum::middleware::from_fn_with_state(
+                Arc::new(authorizer),
+                authorize,
+            ))
             .route("/healthz", get(|| async { "OK" }))
             .with_state(Arc::clone(&self.shared));
         let tls = match &self.config.tls {

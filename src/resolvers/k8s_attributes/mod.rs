@@ -37,18 +37,7 @@ pub use rules::{FieldRule, From as RuleSource};
 
 pub const TYPE: &str = "k8s_attributes";
 
-/// How the resolver reaches the API server.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub enum AuthType {
-    /// The pod's service account (in-cluster configuration).
-    #[default]
-    ServiceAccount,
-    /// `KUBECONFIG`, else `~/.kube/config`.
-    KubeConfig,
-    /// No credentials: a plain URL in `endpoint` (`kubectl proxy`, a test server).
-    None,
-}
+pub use crate::kube_api::AuthType;
 
 /// `extract`: what becomes attributes.
 #[derive(Debug, Clone, Deserialize)]
