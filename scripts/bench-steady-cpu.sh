@@ -20,7 +20,9 @@ set -euo pipefail
 here=$1 pods=$2 secs=$3; shift 3
 mkdir -p /run/netns && mount -t tmpfs bench-netns /run/netns
 ip link set lo up
-work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
+work=$(mktemp -d)
+# An agent left running by a failed step would go on reading the pods, skewing later runs.
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 for i in $(seq -w 1 "$pods"); do echo "netns add nsf-$i"; done > "$work/ns.batch"
 for i in $(seq -w 1 "$pods"); do
   echo "link add nsf$i type veth peer name eth0 netns nsf-$i"; echo "link set nsf$i up"

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use netshim::exporters::Exporter;
-use netshim::exporters::prometheus::{Config, PrometheusExporter, ServerTlsSettings};
+use netshim::exporters::prometheus::{AuthSettings, Config, PrometheusExporter, ServerTlsSettings};
 use netshim::self_metrics::AgentMetrics;
 
 /// The exporter served on a runtime of its own, so the test's blocking clients run beside it.
@@ -307,6 +307,7 @@ fn with_a_client_ca_only_clients_with_its_certificates_are_served() {
             client_ca_file: Some(client_ca.into()),
             ..ServerTlsSettings::default()
         }),
+        auth: Some(AuthSettings::Mtls),
         ..Config::default()
     });
     let url = format!("https://localhost:{}/metrics", served.addr.port());

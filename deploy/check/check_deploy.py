@@ -664,6 +664,46 @@ def main():
         {"serviceMonitor": {"enabled": False}, "prometheusRule": {"enabled": False}},
         RELEASE, NAMESPACE, [k for k in all_kinds if k not in ("ServiceMonitor",
                                                                 "PrometheusRule")])
+    def secure_is(on):
+        """The endpoint's TLS and auth in the config, and what the ServiceMonitor and the
+        ClusterRole say with them."""
+        def check(config):
+            prom = config["exporters"]["prometheus"]
+            want_auth = "kubernetes" if on else "none"
+            out = expect(("tls" in prom) == on, f"prometheus tls {prom.get('tls')!r} with secure={on}")
+            return out + expect(prom.get("auth", {}).get("mode") == want_auth,
+                                f"prometheus auth {prom.get('auth')!r}, want mode {want_auth}")
+        return check
+
+    def check_secure_off():
+        values = {"exporters": {"prometheus": {"secure": False}}}
+        problems = check_scenario(a.netshim, values, RELEASE, NAMESPACE, all_kinds, secure_is(False))
+        objs = render_chart(values)
+        monitor = next(o for o in objs if o["kind"] == "ServiceMonitor")["spec"]["endpoints"][0]
+        problems += expect("scheme" not in monitor and "bearerTokenFile" not in monitor,
+                           f"plain ServiceMonitor expected: {monitor}")
+        role = next(o for o in objs if o["kind"] == "ClusterRole")
+        groups = {g for r in role["rules"] for g in r["apiGroups"]}
+        problems += expect(groups == {""}, f"review RBAC left with secure=false: {sorted(groups)}")
+        return problems
+
+    def check_secure_on():
+        objs = render_chart()
+        problems = secure_is(True)(yaml.safe_load(config_of(objs)))
+        monitor = next(o for o in objs if o["kind"] == "ServiceMonitor")["spec"]["endpoints"][0]
+        problems += expect(monitor.get("scheme") == "https" and "bearerTokenFile" in monitor,
+                           f"ServiceMonitor does not scrape with https and a token: {monitor}")
+        role = next(o for o in objs if o["kind"] == "ClusterRole")
+        reviews = sorted((r["apiGroups"][0], r["resources"][0], tuple(r["verbs"]))
+                         for r in role["rules"] if r["apiGroups"] != [""])
+        return problems + expect(reviews == [("authentication.k8s.io", "tokenreviews", ("create",)),
+                                             ("authorization.k8s.io", "subjectaccessreviews", ("create",))],
+                                 f"review RBAC: {reviews}")
+
+    run("chart (default): TLS and kubernetes auth, https ServiceMonitor with a token, review RBAC",
+        check_secure_on)
+    run("chart: exporters.prometheus.secure=false gives plain HTTP, auth none, no review RBAC",
+        check_secure_off)
     run("chart: refuses both exporters off",
         check_render_fails, {"exporters": {"prometheus": {"enabled": False}}},
         "no exporter left")

@@ -8,6 +8,11 @@ service-account token the harness mounted (anything else is a 401 `Status`):
 * `GET /api/v1/pods` as a list (`fieldSelector=spec.nodeName=NODE` honoured, one page, the
   current `resourceVersion`) or as a watch (`watch=true`): chunked newline-delimited JSON events of
   every change after the asked `resourceVersion`, ended after `timeoutSeconds`;
+* `POST /apis/authentication.k8s.io/v1/tokenreviews` and
+  `/apis/authorization.k8s.io/v1/subjectaccessreviews`: the Prometheus exporter's checks of a
+  scraper's token, answered from the scrapers the harness registered (`add_scraper`: a token,
+  its user, whether RBAC lets that user `get` the non-resource URL `/metrics`), counted in
+  `reviews`;
 * every other path: a 404 `Status`.
 
 The harness adds and deletes pods as the scheduler and the kubelet would (`add_pod`,
@@ -90,6 +95,32 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
+    def do_POST(self):  # noqa: N802 (http.server's naming)
+        self.server.requests.append(f"POST {self.path}")
+        if self.headers.get("Authorization") != f"Bearer {self.server.token}":
+            return self.send_json(401, status(401, "Unauthorized", "Unauthorized"))
+        try:
+            review = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
+        except ValueError as e:
+            return self.send_json(400, status(400, "BadRequest", str(e)))
+        path = urllib.parse.urlsplit(self.path).path
+        scrapers = self.server.scrapers
+        if path == "/apis/authentication.k8s.io/v1/tokenreviews":
+            found = scrapers.get(review.get("spec", {}).get("token", ""))
+            review["status"] = ({"authenticated": True,
+                                 "user": {"username": found[0], "groups": ["system:authenticated"]}}
+                                if found else {"authenticated": False})
+        elif path == "/apis/authorization.k8s.io/v1/subjectaccessreviews":
+            spec = review.get("spec", {})
+            asked = spec.get("nonResourceAttributes") or {}
+            review["status"] = {"allowed": asked.get("path") == "/metrics"
+                                and asked.get("verb") == "get"
+                                and any(u == spec.get("user") and ok for u, ok in scrapers.values())}
+        else:
+            return self.send_json(404, status(404, "NotFound", f"the fake API serves no POST {path}"))
+        self.server.reviews += 1
+        self.send_json(201, review)
+
     def do_GET(self):  # noqa: N802 (http.server's naming)
         self.server.requests.append(f"GET {self.path}")
         if self.headers.get("Authorization") != f"Bearer {self.server.token}":
@@ -149,9 +180,15 @@ class FakeApiServer(ThreadingHTTPServer):
         self.socket = context.wrap_socket(self.socket, server_side=True)
         self.store = PodStore()
         self.token = token
+        self.scrapers: dict[str, tuple[str, bool]] = {}
+        self.reviews = 0
         self.requests: list[str] = []
         self.stopping = False
         self.thread = threading.Thread(target=self.serve_forever, daemon=True)
+
+    def add_scraper(self, token: str, user: str, allowed: bool) -> None:
+        """A bearer token the authenticator knows as `user`, who may get /metrics if `allowed`."""
+        self.scrapers[token] = (user, allowed)
 
     @property
     def port(self) -> int:

@@ -21,6 +21,7 @@ The last stdout line is a JSON summary; progress goes to stderr.
 from __future__ import annotations
 
 import argparse
+import http.client
 import ipaddress
 import json
 import os
@@ -29,11 +30,13 @@ import secrets
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
 import time
 import traceback
+import urllib.error
 import urllib.request
 import uuid
 
@@ -50,7 +53,12 @@ DNS_IP = "127.0.53.53"          # the "cluster DNS" Service IP, on loopback
 OTLP_PORT = 14317               # the port tests/e2e/overlay/otlp.yaml names
 CLUSTER_DOMAIN = "cluster.local"
 BRIDGE = "nse2e0"
-METRICS = "http://127.0.0.1:9091/metrics"
+METRICS = "https://127.0.0.1:9091/metrics"
+# The install serves /metrics over TLS with a certificate it made at start, to callers the API
+# server authorizes: the harness scrapes as Prometheus' ServiceMonitor does (no verification of
+# the self-signed certificate, a service account's bearer token).
+SCRAPER_TOKEN = secrets.token_urlsafe(24)
+UNTRUSTED = ssl._create_unverified_context()  # noqa: S323 (the ServiceMonitor's insecureSkipVerify)
 CAPS = {"CHOWN": 0, "DAC_OVERRIDE": 1, "DAC_READ_SEARCH": 2, "FOWNER": 3, "FSETID": 4, "KILL": 5,
         "SETGID": 6, "SETUID": 7, "SETPCAP": 8, "LINUX_IMMUTABLE": 9, "NET_BIND_SERVICE": 10,
         "NET_BROADCAST": 11, "NET_ADMIN": 12, "NET_RAW": 13, "IPC_LOCK": 14, "IPC_OWNER": 15,
@@ -92,11 +100,23 @@ SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$')
 LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
 
 
-def scrape() -> list[tuple[str, dict, float]] | None:
+def fetch_metrics(token: str | None) -> tuple[int, str]:
+    """(HTTP status, body) of /metrics, with `token` as bearer token if given; 0 if unreachable."""
+    request = urllib.request.Request(METRICS)
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
     try:
-        with urllib.request.urlopen(METRICS, timeout=2) as r:
-            text = r.read().decode()
+        with urllib.request.urlopen(request, timeout=2, context=UNTRUSTED) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode(errors="replace")
     except OSError:
+        return 0, ""
+
+
+def scrape() -> list[tuple[str, dict, float]] | None:
+    code, text = fetch_metrics(SCRAPER_TOKEN)
+    if code != 200:
         return None
     out = []
     for line in text.splitlines():
@@ -161,6 +181,9 @@ class Node:
         self.token = secrets.token_urlsafe(32)
         pem = os.path.join(self.work, "api.pem")
         self.api = FakeApiServer("127.0.0.1", pem, pem, self.token).start()
+        self.api.add_scraper(SCRAPER_TOKEN, "system:serviceaccount:monitoring:prometheus", True)
+        self.nosy_token = secrets.token_urlsafe(24)
+        self.api.add_scraper(self.nosy_token, "system:serviceaccount:apps:nosy", False)
         self.sink_out = os.path.join(self.work, "otlp.jsonl")
         self.spawn("otlp-sink", [sys.executable, self.args.otlp_sink, "--grpc", f"127.0.0.1:{OTLP_PORT}",
                                  "--out", self.sink_out])
@@ -430,6 +453,20 @@ class Node:
             return s if s and all(pod_interfaces(s, p["name"]) == {"eth0", "eth1"} for p in pods) \
                 and series(s, "pod_interface_shim", pod="host-app") == [] else None
         samples = wait_for("every app pod on /metrics", all_seen, 60)
+        # Nobody reads the pod inventory without leave: no token 401, a token RBAC does not
+        # allow 403, a forged one 401, plain HTTP refused; none of them gets the data.
+        for token, want in ((None, 401), (self.nosy_token, 403), ("forged", 401)):
+            code, body = fetch_metrics(token)
+            check(code == want and "pod_interface_shim" not in body,
+                  f"/metrics with token {token!r}: {code}, want {want}")
+        try:
+            with urllib.request.urlopen(METRICS.replace("https:", "http:"), timeout=2) as r:
+                check(False, f"plain HTTP answered {r.status}")
+        except (urllib.error.HTTPError, OSError, http.client.HTTPException):
+            pass  # a TLS alert, not an HTTP answer
+        check(self.api.reviews >= 2, f"no token or access review reached the API ({self.api.reviews})")
+        self.passed(f"/metrics over HTTPS to the authorized scraper only: 401 without a token, "
+                    f"403 for a user RBAC does not allow; {self.api.reviews} reviews")
         # Runtime identity: the sandbox id and container on the older shim's series.
         for p in pods:
             shim = series(samples, "pod_interface_shim", pod=p["name"], namespace="apps", node=NODE)

@@ -67,6 +67,11 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- end -}}
 {{- if not .Values.exporters.prometheus.enabled -}}
 {{- $_ := unset $exporters "prometheus" -}}
+{{- else if not .Values.exporters.prometheus.secure -}}
+{{- $prometheus := $exporters.prometheus | default dict -}}
+{{- $_ := unset $prometheus "tls" -}}
+{{- $_ := set $prometheus "auth" (dict "mode" "none") -}}
+{{- $_ := set $exporters "prometheus" $prometheus -}}
 {{- end -}}
 {{- $_ := set $config "exporters" $exporters -}}
 {{- range $id, $pipeline := $config.service.pipelines -}}
