@@ -398,9 +398,11 @@ impl IsolatedAgent {
     }
 }
 
+/// `auth: none`: the isolated agent listens on a link-local address of its own test link, which
+/// the exporter allows only when chosen explicitly.
 fn agent_config(socket: &Path, listen: &str) -> String {
     format!(
-        "receivers:\n  cri:\n    endpoint: unix://{}\n    collection_interval: 30s\nresolvers:\n  interfaces:\nexporters:\n  prometheus:\n    endpoint: {listen}\nservice:\n  pipelines:\n    metrics:\n      receivers: [cri]\n      resolvers: [interfaces]\n      exporters: [prometheus]\n",
+        "receivers:\n  cri:\n    endpoint: unix://{}\n    collection_interval: 30s\nresolvers:\n  interfaces:\nexporters:\n  prometheus:\n    endpoint: {listen}\n    auth:\n      mode: none\nservice:\n  pipelines:\n    metrics:\n      receivers: [cri]\n      resolvers: [interfaces]\n      exporters: [prometheus]\n",
         socket.display()
     )
 }
