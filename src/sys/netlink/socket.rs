@@ -222,18 +222,23 @@ impl RouteSocket {
     /// `IFLA_STATS_LINK_64`): a small fraction of a full link dump's cost.
     pub fn dump_stats(&mut self) -> Result<Vec<(u32, LinkCounters)>, NetlinkError> {
         const OP: &str = "dump stats";
-        let mut out = Vec::new();
-        self.raw_request(
-            OP,
-            libc::RTM_GETSTATS,
-            NLM_F_DUMP,
-            &stats_request(0),
-            &mut |frame| match decode_stats_frame(frame) {
-                Some(entry) => out.push(entry),
-                None => tracing::debug!(op = OP, "undecodable stats message skipped"),
-            },
-        )?;
-        Ok(out)
+        let request = stats_request(0);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut out = Vec::new();
+            let outcome =
+                self.raw_request(OP, libc::RTM_GETSTATS, NLM_F_DUMP, &request, &mut |frame| {
+                    match decode_stats_frame(frame) {
+                        Some(entry) => out.push(entry),
+                        None => tracing::debug!(op = OP, "undecodable stats message skipped"),
+                    }
+                })?;
+            // Links changed while it was read: asked again, as every dump is.
+            if !outcome.interrupted || attempt >= DUMP_ATTEMPTS {
+                return Ok(out);
+            }
+        }
     }
 
     /// The 64-bit counters of one link (`RTM_GETSTATS` for its index, not a dump): for a pod
@@ -427,10 +432,22 @@ impl RouteSocket {
         let mut out = vec![0u8; packet.buffer_len()];
         // `serialize` requires a buffer of exactly `buffer_len()` bytes, which `out` is.
         packet.serialize(&mut out);
-        self.socket
-            .send(&out, 0)
-            .map_err(|source| NetlinkError::Io { op, source })?;
+        self.send_and_read(op, &out, seq, extra_flags, on_frame)
+    }
 
+    /// Sends one serialized request (sequence number `seq`) and feeds every reply frame to
+    /// `on_frame` until the kernel says the answer is complete.
+    fn send_and_read(
+        &mut self,
+        op: &'static str,
+        request: &[u8],
+        seq: u32,
+        extra_flags: u16,
+        on_frame: &mut dyn FnMut(&[u8]),
+    ) -> Result<Outcome, NetlinkError> {
+        self.socket
+            .send(request, 0)
+            .map_err(|source| NetlinkError::Io { op, source })?;
         let is_dump = extra_flags & NLM_F_DUMP == NLM_F_DUMP;
         with_buffer(|buf| self.read_answer(buf, op, seq, is_dump, on_frame))
     }
@@ -464,11 +481,7 @@ impl RouteSocket {
         out[6..8].copy_from_slice(&flags.to_ne_bytes());
         out[8..12].copy_from_slice(&seq.to_ne_bytes());
         out[NETLINK_HEADER_LEN..len].copy_from_slice(body);
-        self.socket
-            .send(&out[..len], 0)
-            .map_err(|source| NetlinkError::Io { op, source })?;
-        let is_dump = extra_flags & NLM_F_DUMP == NLM_F_DUMP;
-        with_buffer(|buf| self.read_answer(buf, op, seq, is_dump, on_frame))
+        self.send_and_read(op, &out[..len], seq, extra_flags, on_frame)
     }
 
     /// Feeds the frames of the answer to request `seq` to `on_frame`, until it is complete.
