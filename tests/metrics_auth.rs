@@ -12,30 +12,25 @@ mod support;
 
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use netshim::exporters::Exporter;
 use netshim::exporters::prometheus::{
-    AuthSettings, BasicAuth, Config, KubernetesAuth, PrometheusExporter, ServerTlsSettings,
+    AuthSettings, BasicAuth, Config, KubernetesAuth, ServerTlsSettings,
 };
 use netshim::kube_api::AuthType;
-use netshim::self_metrics::AgentMetrics;
 use support::fake_kube::FakeKube;
 
-fn start(runtime: &tokio::runtime::Runtime, config: Config) -> SocketAddr {
-    let exporter = Arc::new(PrometheusExporter::new(
-        Config {
-            endpoint: "127.0.0.1:0".into(),
-            ..config
-        },
-        Arc::new(AgentMetrics::default()),
-    ));
-    runtime.block_on(exporter.start()).expect("start");
-    let addr = exporter.local_addr().expect("bound");
-    // Serving tasks hold what they need; the exporter lives as long as the runtime.
-    std::mem::forget(exporter);
-    addr
+use support::exporter::start_prometheus as start;
+
+/// The fake API server, knowing the token Prometheus scrapes with (allowed to get /metrics).
+fn kube_knowing_prometheus(runtime: &tokio::runtime::Runtime) -> FakeKube {
+    let kube = runtime.block_on(FakeKube::start());
+    kube.add_token(
+        "prom-token",
+        "system:serviceaccount:monitoring:prometheus",
+        true,
+    );
+    kube
 }
 
 fn kubernetes(kube: &FakeKube) -> Config {
@@ -71,12 +66,7 @@ fn curl(addr: SocketAddr, extra: &[&str]) -> (u16, String) {
 #[test]
 fn kubernetes_auth_answers_401_403_503_and_serves_the_allowed_with_reviews_cached() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let kube = runtime.block_on(FakeKube::start());
-    kube.add_token(
-        "prom-token",
-        "system:serviceaccount:monitoring:prometheus",
-        true,
-    );
+    let kube = kube_knowing_prometheus(&runtime);
     kube.add_token(
         "other-token",
         "system:serviceaccount:default:curious",
@@ -137,12 +127,7 @@ fn kubernetes_auth_answers_401_403_503_and_serves_the_allowed_with_reviews_cache
 #[test]
 fn a_real_prometheus_scrapes_with_a_bearer_token_and_basic_auth_and_is_refused_without() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let kube = runtime.block_on(FakeKube::start());
-    kube.add_token(
-        "prom-token",
-        "system:serviceaccount:monitoring:prometheus",
-        true,
-    );
+    let kube = kube_knowing_prometheus(&runtime);
     let with_token = start(&runtime, kubernetes(&kube));
     let hash = bcrypt::hash("scrape-pass", 6).unwrap();
     let with_basic = start(
@@ -248,12 +233,7 @@ fn a_real_prometheus_scrapes_with_a_bearer_token_and_basic_auth_and_is_refused_w
 #[test]
 fn a_hundred_scrapes_a_second_over_tls_with_auth_hold_with_no_error() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let kube = runtime.block_on(FakeKube::start());
-    kube.add_token(
-        "prom-token",
-        "system:serviceaccount:monitoring:prometheus",
-        true,
-    );
+    let kube = kube_knowing_prometheus(&runtime);
     let addr = start(&runtime, kubernetes(&kube));
     // 500 scrapes on one kept TLS connection, paced at 100 a second by curl's --rate (which
     // paces serial transfers only), as a Prometheus with many jobs on one target would.

@@ -3,16 +3,15 @@
 //! client, OpenSSL's) for HTTPS, certificates made here with rcgen and rotated on disk.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
+mod support;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::Command;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use netshim::exporters::Exporter;
-use netshim::exporters::prometheus::{AuthSettings, Config, PrometheusExporter, ServerTlsSettings};
-use netshim::self_metrics::AgentMetrics;
+use netshim::exporters::prometheus::{AuthSettings, Config, ServerTlsSettings};
 
 /// The exporter served on a runtime of its own, so the test's blocking clients run beside it.
 struct Served {
@@ -26,17 +25,7 @@ fn serve(config: Config) -> Served {
         .enable_all()
         .build()
         .expect("runtime");
-    let exporter = Arc::new(PrometheusExporter::new(
-        Config {
-            endpoint: "127.0.0.1:0".into(),
-            ..config
-        },
-        Arc::new(AgentMetrics::default()),
-    ));
-    runtime.block_on(exporter.start()).expect("start");
-    let addr = exporter.local_addr().expect("bound");
-    // The exporter lives as long as the runtime's tasks hold it.
-    std::mem::forget(exporter);
+    let addr = support::exporter::start_prometheus(&runtime, config);
     Served {
         _runtime: runtime,
         addr,

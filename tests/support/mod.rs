@@ -311,6 +311,7 @@ pub fn inode(path: &str) -> u64 {
 pub mod agent;
 pub mod containerd;
 pub mod cri_api;
+pub mod exporter;
 pub mod fake_cri;
 pub mod fake_kube;
 pub mod otlp_sink;

@@ -7,7 +7,7 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -45,7 +45,8 @@ pub async fn serve(
     mut stop: oneshot::Receiver<()>,
 ) {
     let permits = Arc::new(Semaphore::new(limits.max_connections));
-    let at_limit = AtomicBool::new(false);
+    // Whether the last connection was refused for the limit (logged once per change).
+    let mut at_limit = false;
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
@@ -64,13 +65,13 @@ pub async fn serve(
                 let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
                     // Closed at once rather than queued: a queued connection would hold its
                     // client waiting on a port that answers nothing.
-                    if !at_limit.swap(true, Ordering::Relaxed) {
+                    if !std::mem::replace(&mut at_limit, true) {
                         warn!(max_connections = limits.max_connections, "metrics endpoint at its connection limit: new connections are closed");
                     }
                     drop(stream);
                     continue;
                 };
-                if at_limit.swap(false, Ordering::Relaxed) {
+                if std::mem::replace(&mut at_limit, false) {
                     info!("metrics endpoint below its connection limit again");
                 }
                 connections.spawn(connection(stream, app.clone(), tls.clone(), limits.clone(), permit));
