@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime};
 use netshim::exporters::prometheus::{Config, Format, PrometheusExporter};
 use netshim::model::{
     Container, Counters, IfAddress, Interface, NetnsRef, Peer, PodIdentity, PodNetwork, Sandbox,
-    Snapshot,
+    Snapshot, TransportCounters,
 };
 
 const ROUNDS: usize = 50;
@@ -72,6 +72,16 @@ pub fn snapshot(pods: usize) -> Snapshot {
                         tx_dropped: 0,
                     },
                 }],
+                transport: Some(TransportCounters {
+                    tcp_active_opens: 12_345 + i as u64,
+                    tcp_segments_received: 9_876_543,
+                    tcp_segments_sent: 8_765_432,
+                    tcp_retransmitted_segments: 321,
+                    tcp_established_connections: 17,
+                    udp_datagrams_received: 45_678,
+                    udp_datagrams_sent: 45_600,
+                    ..TransportCounters::default()
+                }),
             }
         })
         .collect();

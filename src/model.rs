@@ -231,6 +231,10 @@ pub struct PodNetwork {
     #[serde(flatten)]
     pub sandbox: Sandbox,
     pub interfaces: Vec<Interface>,
+    /// The namespace's TCP and UDP counters; `None` when they are not collected, could not be
+    /// read, or were filtered out.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transport: Option<TransportCounters>,
 }
 
 impl PodNetwork {
@@ -238,9 +242,231 @@ impl PodNetwork {
         PodNetwork {
             sandbox,
             interfaces: Vec::new(),
+            transport: None,
         }
     }
 }
+
+/// A pod namespace's TCP and UDP counters, as `/proc/net/snmp` and `/proc/net/netstat` show
+/// them inside the pod: one set per namespace (every interface's traffic together). Each field
+/// is described, with its kernel counter, in [`TRANSPORT_FIELDS`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct TransportCounters {
+    pub tcp_active_opens: u64,
+    pub tcp_passive_opens: u64,
+    pub tcp_failed_connection_attempts: u64,
+    pub tcp_established_resets: u64,
+    pub tcp_established_connections: u64,
+    pub tcp_segments_received: u64,
+    pub tcp_segments_sent: u64,
+    pub tcp_retransmitted_segments: u64,
+    pub tcp_receive_errors: u64,
+    pub tcp_resets_sent: u64,
+    pub tcp_listen_overflows: u64,
+    pub tcp_listen_drops: u64,
+    pub tcp_retransmission_timeouts: u64,
+    pub udp_datagrams_received: u64,
+    pub udp_datagrams_sent: u64,
+    pub udp_no_port_datagrams: u64,
+    pub udp_receive_errors: u64,
+    pub udp_receive_buffer_errors: u64,
+    pub udp_send_buffer_errors: u64,
+}
+
+/// One transport counter as the exporters publish it: Prometheus as
+/// `netshim_pod_{protocol}_{name}_total` (a gauge without `_total`), OTLP as
+/// `netshim.pod.{protocol}.{name}` (a monotonic sum, or a gauge).
+#[derive(Debug, Clone, Copy)]
+pub struct TransportField {
+    pub protocol: &'static str,
+    pub name: &'static str,
+    /// The kernel's own name: section and counter of `/proc/net/snmp` or `/proc/net/netstat`.
+    pub kernel: &'static str,
+    /// The OTLP unit (UCUM, with a `{annotation}` for counts).
+    pub unit: &'static str,
+    /// A level that goes up and down (current connections), not a counter.
+    pub gauge: bool,
+    pub help: &'static str,
+    pub get: fn(&TransportCounters) -> u64,
+}
+
+const fn field(
+    protocol: &'static str,
+    name: &'static str,
+    kernel: &'static str,
+    unit: &'static str,
+    help: &'static str,
+    get: fn(&TransportCounters) -> u64,
+) -> TransportField {
+    TransportField {
+        protocol,
+        name,
+        kernel,
+        unit,
+        gauge: false,
+        help,
+        get,
+    }
+}
+
+/// Every transport counter, in publishing order; the README's table is this one.
+pub const TRANSPORT_FIELDS: [TransportField; 19] = [
+    field(
+        "tcp",
+        "active_opens",
+        "Tcp: ActiveOpens",
+        "{connection}",
+        "TCP connections the pod opened (SYN sent).",
+        |t| t.tcp_active_opens,
+    ),
+    field(
+        "tcp",
+        "passive_opens",
+        "Tcp: PassiveOpens",
+        "{connection}",
+        "TCP connections the pod accepted (SYN received).",
+        |t| t.tcp_passive_opens,
+    ),
+    field(
+        "tcp",
+        "failed_connection_attempts",
+        "Tcp: AttemptFails",
+        "{attempt}",
+        "TCP connection attempts that failed (reset or timed out before being established).",
+        |t| t.tcp_failed_connection_attempts,
+    ),
+    field(
+        "tcp",
+        "established_resets",
+        "Tcp: EstabResets",
+        "{connection}",
+        "Established TCP connections reset.",
+        |t| t.tcp_established_resets,
+    ),
+    TransportField {
+        gauge: true,
+        ..field(
+            "tcp",
+            "established_connections",
+            "Tcp: CurrEstab",
+            "{connection}",
+            "TCP connections currently established or closing (CLOSE-WAIT).",
+            |t| t.tcp_established_connections,
+        )
+    },
+    field(
+        "tcp",
+        "segments_received",
+        "Tcp: InSegs",
+        "{segment}",
+        "TCP segments received, errors included.",
+        |t| t.tcp_segments_received,
+    ),
+    field(
+        "tcp",
+        "segments_sent",
+        "Tcp: OutSegs",
+        "{segment}",
+        "TCP segments sent, retransmissions excluded.",
+        |t| t.tcp_segments_sent,
+    ),
+    field(
+        "tcp",
+        "retransmitted_segments",
+        "Tcp: RetransSegs",
+        "{segment}",
+        "TCP segments retransmitted.",
+        |t| t.tcp_retransmitted_segments,
+    ),
+    field(
+        "tcp",
+        "receive_errors",
+        "Tcp: InErrs",
+        "{segment}",
+        "TCP segments received in error (bad checksum, header).",
+        |t| t.tcp_receive_errors,
+    ),
+    field(
+        "tcp",
+        "resets_sent",
+        "Tcp: OutRsts",
+        "{segment}",
+        "TCP segments sent with the RST flag.",
+        |t| t.tcp_resets_sent,
+    ),
+    field(
+        "tcp",
+        "listen_overflows",
+        "TcpExt: ListenOverflows",
+        "{connection}",
+        "Connections a listener could not take: its accept queue was full.",
+        |t| t.tcp_listen_overflows,
+    ),
+    field(
+        "tcp",
+        "listen_drops",
+        "TcpExt: ListenDrops",
+        "{connection}",
+        "Connection requests dropped by a listener, overflows included.",
+        |t| t.tcp_listen_drops,
+    ),
+    field(
+        "tcp",
+        "retransmission_timeouts",
+        "TcpExt: TCPTimeouts",
+        "{timeout}",
+        "TCP retransmission timer expiries (RTO).",
+        |t| t.tcp_retransmission_timeouts,
+    ),
+    field(
+        "udp",
+        "datagrams_received",
+        "Udp: InDatagrams",
+        "{datagram}",
+        "UDP datagrams delivered to the pod's sockets.",
+        |t| t.udp_datagrams_received,
+    ),
+    field(
+        "udp",
+        "datagrams_sent",
+        "Udp: OutDatagrams",
+        "{datagram}",
+        "UDP datagrams the pod sent.",
+        |t| t.udp_datagrams_sent,
+    ),
+    field(
+        "udp",
+        "no_port_datagrams",
+        "Udp: NoPorts",
+        "{datagram}",
+        "UDP datagrams received for a port nothing listens on.",
+        |t| t.udp_no_port_datagrams,
+    ),
+    field(
+        "udp",
+        "receive_errors",
+        "Udp: InErrors",
+        "{datagram}",
+        "UDP datagrams received that could not be delivered, buffer errors included.",
+        |t| t.udp_receive_errors,
+    ),
+    field(
+        "udp",
+        "receive_buffer_errors",
+        "Udp: RcvbufErrors",
+        "{datagram}",
+        "UDP datagrams dropped: the socket's receive buffer was full.",
+        |t| t.udp_receive_buffer_errors,
+    ),
+    field(
+        "udp",
+        "send_buffer_errors",
+        "Udp: SndbufErrors",
+        "{datagram}",
+        "UDP datagrams not sent: the socket's send buffer was full.",
+        |t| t.udp_send_buffer_errors,
+    ),
+];
 
 /// What resolvers work on during one cycle.
 #[derive(Debug, Clone, Default)]

@@ -129,6 +129,7 @@ fn loopback_is_reported_when_asked() {
     let _l = veth("lxcnstlo0", "eth0", &ns.name);
     let mut mapper = InterfaceMapper::new(InterfacesConfig {
         include_loopback: true,
+        ..InterfacesConfig::default()
     });
     let pods = cycle(&mut mapper);
     let p = pod_at(&pods, "/run/netns/nst-lo").expect("pod found");

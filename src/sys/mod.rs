@@ -3,6 +3,7 @@
 
 pub mod limits;
 pub mod memory;
+pub mod mib;
 pub(crate) mod mounts;
 pub mod netlink;
 pub(crate) mod netns;

@@ -7,6 +7,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
+use crate::sys::mib::MibFiles;
 use crate::sys::netlink::{RouteSocket, Watch};
 
 /// Which namespace a namespace file is: the (device, inode) of the nsfs file. Every nsfs file
@@ -64,9 +65,17 @@ impl NetnsFile {
     }
 }
 
-/// Opens one rtnetlink socket inside each of `namespaces`, watching `watch`. The sockets stay
-/// bound to their namespace for their whole life, so later reads need no `setns`. Results are
-/// in the order of `namespaces`.
+/// What was opened inside one namespace: its socket, and its TCP/UDP counter files when asked
+/// for (their own result: a namespace whose files cannot be opened still has its socket).
+pub struct InNamespace {
+    pub socket: RouteSocket,
+    pub mib: Option<io::Result<MibFiles>>,
+}
+
+/// Opens one rtnetlink socket inside each of `namespaces`, watching `watch`, and, with
+/// `mib_dir` (`/proc/thread-self/net`), the namespace's SNMP counter files. Sockets and files
+/// stay bound to their namespace for their whole life, so later reads need no `setns`. Results
+/// are in the order of `namespaces`.
 ///
 /// `setns` changes the calling thread only, so this runs on short-lived OS threads made for the
 /// purpose (`threads` of them, each taking a contiguous share), never on an async worker. The
@@ -75,8 +84,9 @@ impl NetnsFile {
 pub fn open_sockets_in(
     namespaces: &[&NetnsFile],
     watch: Watch,
+    mib_dir: Option<&Path>,
     threads: usize,
-) -> Vec<io::Result<RouteSocket>> {
+) -> Vec<io::Result<InNamespace>> {
     if namespaces.is_empty() {
         return Vec::new();
     }
@@ -91,7 +101,10 @@ pub fn open_sockets_in(
                         part.iter()
                             .map(|ns| {
                                 enter_netns(ns.fd())?;
-                                RouteSocket::open(watch)
+                                Ok(InNamespace {
+                                    socket: RouteSocket::open(watch)?,
+                                    mib: mib_dir.map(MibFiles::open_in),
+                                })
                             })
                             .collect::<Vec<_>>()
                     });

@@ -13,7 +13,9 @@ use opentelemetry_proto::tonic::metrics::v1::{
 };
 use opentelemetry_proto::tonic::resource::v1::Resource;
 
-use crate::model::{Counters, Interface, PodNetwork, Snapshot};
+use crate::model::{
+    Counters, Interface, PodNetwork, Snapshot, TRANSPORT_FIELDS, TransportCounters, TransportField,
+};
 
 /// The instrumentation scope of every metric.
 pub const SCOPE_NAME: &str = "netshim";
@@ -33,6 +35,15 @@ pub const POINTS_PER_INTERFACE: usize = 9;
 pub struct SeriesStarts {
     /// By pipeline: an exporter fed by several pipelines sees each one's snapshots.
     pipelines: HashMap<String, HashMap<SeriesKey, SeriesState>>,
+    /// Each pod's transport counters, by pipeline: one start for the set, reset when any of
+    /// them went back (the namespace was made anew under the same pod).
+    transport: HashMap<String, HashMap<PodKey, TransportState>>,
+}
+
+#[derive(Debug, Clone)]
+struct TransportState {
+    start: SystemTime,
+    last: TransportCounters,
 }
 
 /// A pod (by uid, else by namespace, else by sandbox id) and a pod-side interface name.
@@ -60,9 +71,15 @@ impl SeriesStarts {
             .pipelines
             .remove(&snapshot.pipeline)
             .unwrap_or_default();
+        let transport_prev = self
+            .transport
+            .remove(&snapshot.pipeline)
+            .unwrap_or_default();
         let mut starts = Starts {
             prev,
             next: HashMap::new(),
+            transport_prev,
+            transport_next: HashMap::new(),
             now: snapshot.taken_at,
         };
         for pod in exported_pods(snapshot) {
@@ -70,12 +87,17 @@ impl SeriesStarts {
             for iface in &pod.interfaces {
                 starts.record((key.clone(), iface.name.clone()), iface);
             }
+            if let Some(t) = &pod.transport {
+                starts.record_transport(key, t);
+            }
         }
         starts
     }
 
     fn keep(&mut self, pipeline: &str, starts: Starts) {
         self.pipelines.insert(pipeline.to_string(), starts.next);
+        self.transport
+            .insert(pipeline.to_string(), starts.transport_next);
     }
 
     /// How many series are remembered (all pipelines).
@@ -91,10 +113,36 @@ impl SeriesStarts {
 struct Starts {
     prev: HashMap<SeriesKey, SeriesState>,
     next: HashMap<SeriesKey, SeriesState>,
+    transport_prev: HashMap<PodKey, TransportState>,
+    transport_next: HashMap<PodKey, TransportState>,
     now: SystemTime,
 }
 
 impl Starts {
+    fn record_transport(&mut self, key: PodKey, now: &TransportCounters) {
+        let known = self
+            .transport_prev
+            .remove(&key)
+            .or_else(|| self.transport_next.get(&key).cloned());
+        let went_back = |s: &TransportState| {
+            TRANSPORT_FIELDS
+                .iter()
+                .any(|f| !f.gauge && (f.get)(now) < (f.get)(&s.last))
+        };
+        let start = match known {
+            Some(s) if !went_back(&s) => s.start,
+            _ => self.now,
+        };
+        self.transport_next
+            .insert(key, TransportState { start, last: *now });
+    }
+
+    fn transport_start(&self, key: &Option<PodKey>) -> SystemTime {
+        key.as_ref()
+            .and_then(|k| self.transport_next.get(k))
+            .map_or(self.now, |s| s.start)
+    }
+
     fn record(&mut self, key: SeriesKey, iface: &Interface) {
         let known = self
             .prev
@@ -182,6 +230,9 @@ pub fn to_request(
     let resource_metrics = exported_pods(snapshot)
         .map(|pod| {
             points += pod.interfaces.len() * POINTS_PER_INTERFACE;
+            if pod.transport.is_some() {
+                points += TRANSPORT_FIELDS.len();
+            }
             pod_metrics(pod, node, time, &starts)
         })
         .collect();
@@ -242,7 +293,7 @@ fn pod_metrics(
             ..Default::default()
         });
     }
-    let metrics = vec![
+    let mut metrics = vec![
         sum(
             NETWORK_IO,
             "Bytes received and transmitted by the pod, per interface, from the pod's point of view",
@@ -277,6 +328,14 @@ fn pod_metrics(
             ..Default::default()
         },
     ];
+    if let Some(t) = &pod.transport {
+        let start = unix_nanos(starts.transport_start(&key));
+        metrics.extend(
+            TRANSPORT_FIELDS
+                .iter()
+                .map(|f| transport_metric(f, t, start, time)),
+        );
+    }
     ResourceMetrics {
         resource: Some(Resource {
             attributes: resource_attributes(pod, node),
@@ -293,6 +352,41 @@ fn pod_metrics(
         }],
         schema_url: String::new(),
     }
+}
+
+/// The OTLP name of a transport counter: `netshim.pod.tcp.resets_sent`.
+pub fn transport_name(f: &TransportField) -> String {
+    format!("netshim.pod.{}.{}", f.protocol, f.name)
+}
+
+/// One transport counter of a pod, a point without attributes (the pod is the resource): a
+/// cumulative monotonic sum, or a gauge for current connections.
+fn transport_metric(f: &TransportField, t: &TransportCounters, start: u64, time: u64) -> Metric {
+    let value = (f.get)(t);
+    let description = format!("{} (kernel: {})", f.help.trim_end_matches('.'), f.kernel);
+    if f.gauge {
+        let point = NumberDataPoint {
+            time_unix_nano: time,
+            value: Some(int_value(value)),
+            ..Default::default()
+        };
+        return Metric {
+            name: transport_name(f),
+            description,
+            unit: f.unit.into(),
+            data: Some(metric::Data::Gauge(Gauge {
+                data_points: vec![point],
+            })),
+            ..Default::default()
+        };
+    }
+    let point = NumberDataPoint {
+        start_time_unix_nano: start,
+        time_unix_nano: time,
+        value: Some(int_value(value)),
+        ..Default::default()
+    };
+    sum(&transport_name(f), &description, f.unit, vec![point])
 }
 
 /// The resource of one pod: what the resolvers found (OpenTelemetry names), the identity, the
@@ -408,6 +502,7 @@ mod tests {
                 ..Sandbox::default()
             },
             interfaces,
+            transport: None,
         }
     }
 
@@ -447,6 +542,52 @@ mod tests {
     }
 
     #[test]
+    fn transport_counters_are_points_of_the_pods_resource_with_units_and_kernel_names() {
+        let mut p = pod(Some("u1"), 1, vec![iface("eth0", 2, 1, None)]);
+        p.transport = Some(TransportCounters {
+            tcp_retransmitted_segments: 7,
+            tcp_established_connections: 3,
+            ..TransportCounters::default()
+        });
+        let mut series = SeriesStarts::default();
+        let (req, points) = to_request(&snapshot(100, vec![p.clone()]), None, &mut series);
+        assert_eq!(points, POINTS_PER_INTERFACE + TRANSPORT_FIELDS.len());
+        let metrics = &req.resource_metrics[0].scope_metrics[0].metrics;
+        let by_name = |n: &str| metrics.iter().find(|m| m.name == n).unwrap();
+        let retrans = by_name("netshim.pod.tcp.retransmitted_segments");
+        assert_eq!(retrans.unit, "{segment}");
+        assert!(retrans.description.contains("Tcp: RetransSegs"));
+        let Some(metric::Data::Sum(sum)) = &retrans.data else {
+            panic!("a sum: {retrans:?}")
+        };
+        assert!(sum.is_monotonic);
+        assert!(sum.data_points[0].attributes.is_empty(), "the pod is the resource");
+        assert_eq!(sum.data_points[0].value, Some(int_value(7)));
+        let estab = by_name("netshim.pod.tcp.established_connections");
+        let Some(metric::Data::Gauge(g)) = &estab.data else {
+            panic!("a gauge: {estab:?}")
+        };
+        assert_eq!(g.data_points[0].value, Some(int_value(3)));
+
+        // The start stays while the counters grow, and resets when one goes back.
+        let mut later = p.clone();
+        later.transport.as_mut().unwrap().tcp_retransmitted_segments = 9;
+        let (req, _) = to_request(&snapshot(110, vec![later.clone()]), None, &mut series);
+        let start = |req: &ExportMetricsServiceRequest| {
+            let m = &req.resource_metrics[0].scope_metrics[0].metrics;
+            let m = m.iter().find(|m| m.name == "netshim.pod.tcp.resets_sent").unwrap();
+            match &m.data {
+                Some(metric::Data::Sum(s)) => s.data_points[0].start_time_unix_nano,
+                _ => unreachable!(),
+            }
+        };
+        assert_eq!(start(&req), 100_000_000_000);
+        later.transport.as_mut().unwrap().tcp_retransmitted_segments = 1;
+        let (req, _) = to_request(&snapshot(120, vec![later]), None, &mut series);
+        assert_eq!(start(&req), 120_000_000_000);
+    }
+
+    #[test]
     fn one_resource_per_pod_with_identity_node_and_attributes() {
         let host_net = PodNetwork {
             sandbox: Sandbox {
@@ -454,6 +595,7 @@ mod tests {
                 ..Sandbox::default()
             },
             interfaces: vec![iface("eth0", 2, 1, None)],
+            transport: None,
         };
         let snap = snapshot(
             100,

@@ -36,7 +36,7 @@ use super::{ExportError, Exporter};
 pub use crate::exporters::helper::tls_server::ServerTlsSettings;
 pub use auth::{AuthSettings, BasicAuth, KubernetesAuth};
 pub use exposition::Format;
-pub use series::{COUNTERS, INTERFACE_INFO, SHIM};
+pub use series::{COUNTERS, INTERFACE_INFO, SHIM, transport_name};
 
 pub const TYPE: &str = "prometheus";
 

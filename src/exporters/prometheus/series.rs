@@ -4,7 +4,9 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use crate::model::{Counters, Interface, PodNetwork, Snapshot};
+use crate::model::{
+    Counters, Interface, PodNetwork, Snapshot, TRANSPORT_FIELDS, TransportCounters, TransportField,
+};
 use crate::self_metrics::{CYCLE_BUCKETS, ExporterStats, MetricsView};
 
 use super::exposition::{Exposition, Format, Kind};
@@ -108,19 +110,10 @@ fn rows(snapshots: &[Arc<Snapshot>]) -> Vec<Row<'_>> {
             if pod.sandbox.host_network {
                 continue; // never the node's interfaces
             }
-            let identity = pod.sandbox.pod.as_ref();
-            let name = identity.and_then(|p| p.name.as_deref()).unwrap_or("");
-            let namespace = identity.and_then(|p| p.namespace.as_deref()).unwrap_or("");
-            let uid = identity.and_then(|p| p.uid.as_deref()).unwrap_or("");
-            let netns = if name.is_empty() {
-                pod.sandbox
-                    .netns
-                    .as_ref()
-                    .map(|n| n.path.display().to_string())
-                    .unwrap_or_default()
-            } else {
-                String::new()
-            };
+            let (namespace, name, netns) = pod_labels(pod);
+            let uid = (pod.sandbox.pod.as_ref())
+                .and_then(|p| p.uid.as_deref())
+                .unwrap_or("");
             for interface in &pod.interfaces {
                 let key = (namespace, name, netns.clone(), &*interface.name);
                 if !seen.insert(key) {
@@ -139,6 +132,81 @@ fn rows(snapshots: &[Arc<Snapshot>]) -> Vec<Row<'_>> {
         }
     }
     rows
+}
+
+/// The Prometheus name of a transport counter: `netshim_pod_tcp_resets_sent_total`, or
+/// without `_total` for a gauge.
+pub fn transport_name(f: &TransportField) -> String {
+    let suffix = if f.gauge { "" } else { "_total" };
+    format!("netshim_pod_{}_{}{suffix}", f.protocol, f.name)
+}
+
+/// One pod's transport counters with its labels (node, namespace, pod[, netns]).
+struct PodRow<'a> {
+    node: &'a str,
+    namespace: &'a str,
+    pod: &'a str,
+    netns: String,
+    transport: &'a TransportCounters,
+}
+
+impl PodRow<'_> {
+    fn labels(&self) -> Vec<(&str, &str)> {
+        let mut l = vec![
+            ("node", self.node),
+            ("namespace", self.namespace),
+            ("pod", self.pod),
+        ];
+        if !self.netns.is_empty() {
+            l.push(("netns", self.netns.as_str()));
+        }
+        l
+    }
+}
+
+/// Every pod with transport counters, once (as for [`rows`]).
+fn pod_rows(snapshots: &[Arc<Snapshot>]) -> Vec<PodRow<'_>> {
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    for snapshot in snapshots {
+        for pod in &snapshot.pods {
+            let Some(transport) = pod.transport.as_ref() else {
+                continue;
+            };
+            if pod.sandbox.host_network {
+                continue;
+            }
+            let (namespace, name, netns) = pod_labels(pod);
+            if !seen.insert((namespace, name, netns.clone())) {
+                continue;
+            }
+            out.push(PodRow {
+                node: snapshot.node.as_str(),
+                namespace,
+                pod: name,
+                netns,
+                transport,
+            });
+        }
+    }
+    out
+}
+
+/// A pod's namespace and name, and its namespace path when nothing names it.
+fn pod_labels(pod: &PodNetwork) -> (&str, &str, String) {
+    let identity = pod.sandbox.pod.as_ref();
+    let name = identity.and_then(|p| p.name.as_deref()).unwrap_or("");
+    let namespace = identity.and_then(|p| p.namespace.as_deref()).unwrap_or("");
+    let netns = if name.is_empty() {
+        pod.sandbox
+            .netns
+            .as_ref()
+            .map(|n| n.path.display().to_string())
+            .unwrap_or_default()
+    } else {
+        String::new()
+    };
+    (namespace, name, netns)
 }
 
 /// The whole `/metrics` document.
@@ -194,6 +262,18 @@ pub fn render(
         e.family(name, Kind::Counter, help);
         for r in &rows {
             e.sample(name, &r.labels(), get(&r.interface.counters));
+        }
+    }
+
+    let pods = pod_rows(snapshots);
+    if !pods.is_empty() {
+        for f in &TRANSPORT_FIELDS {
+            let name = transport_name(f);
+            let kind = if f.gauge { Kind::Gauge } else { Kind::Counter };
+            e.family(&name, kind, f.help);
+            for p in &pods {
+                e.sample(&name, &p.labels(), (f.get)(p.transport));
+            }
         }
     }
 

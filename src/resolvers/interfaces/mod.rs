@@ -16,6 +16,7 @@
 mod resolve;
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::Deserialize;
@@ -37,9 +38,46 @@ pub struct Config {
     /// Also report each namespace's loopback interface. Default: false (its traffic never
     /// leaves the pod).
     pub include_loopback: bool,
+    /// Each pod namespace's TCP and UDP counters.
+    pub transport: TransportConfig,
 }
 
-impl Validate for Config {}
+/// The TCP and UDP counters of each pod namespace (`/proc/net/snmp` and `/proc/net/netstat` as
+/// the pod sees them), read from files opened inside the namespace once.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TransportConfig {
+    /// Default: true.
+    pub enabled: bool,
+    /// How often each namespace's counters are read again; the cycles in between publish the
+    /// last values read. One read costs the kernel about five times a cycle's stats request
+    /// (it prints both files whole), so they are read less often than the interface counters.
+    /// A new pod's are read in its first cycle. Default: 30s; at least 1s.
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+}
+
+impl Default for TransportConfig {
+    fn default() -> Self {
+        TransportConfig {
+            enabled: true,
+            interval: Duration::from_secs(30),
+        }
+    }
+}
+
+impl Validate for Config {
+    fn validate(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.transport.interval < Duration::from_secs(1) {
+            problems.push(format!(
+                "transport.interval: {} is below the minimum of 1s",
+                humantime::format_duration(self.transport.interval)
+            ));
+        }
+        problems
+    }
+}
 
 pub const FACTORY: ResolverFactory = Factory::new::<Config>(
     TYPE,

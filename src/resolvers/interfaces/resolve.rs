@@ -1,15 +1,19 @@
 //! The mapping itself, synchronous: call it where blocking is fine.
 
 use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use tracing::{debug, warn};
 
-use crate::model::{Batch, Counters, IfAddress, Interface, NetnsKey, NetnsRef, Peer, PodNetwork};
+use crate::model::{
+    Batch, Counters, IfAddress, Interface, NetnsKey, NetnsRef, Peer, PodNetwork, TransportCounters,
+};
+use crate::sys::mib::{MibFiles, OWN_NET_DIR, TransportStats};
 use crate::sys::netlink::{
     AddrInfo, LinkCounters, LinkInfo, LinkNotices, NetlinkError, RouteSocket, Watch,
 };
-use crate::sys::netns::{NetnsFile, NsFileKey, open_sockets_in};
+use crate::sys::netns::{InNamespace, NetnsFile, NsFileKey, open_sockets_in};
 
 use super::super::ResolverError;
 use super::Config;
@@ -51,6 +55,85 @@ struct NetnsHandle {
     links: Option<PodLinks>,
     /// The links were dumped again (or finding their peers failed): peers are found anew.
     peers_stale: bool,
+    transport: Transport,
+}
+
+/// A namespace's TCP and UDP counters: the files they are read from, the last values read.
+enum Transport {
+    /// Not collected (turned off, or the files could not be opened or read: logged once).
+    Off,
+    On {
+        files: MibFiles,
+        last: Option<TransportCounters>,
+        read_at: Option<Instant>,
+    },
+}
+
+impl Transport {
+    fn last(&self) -> Option<TransportCounters> {
+        match self {
+            Transport::On { last, .. } => *last,
+            Transport::Off => None,
+        }
+    }
+
+    /// Reads the counters again when `interval` has passed since the last read (or there was
+    /// none). A failed read turns them off for this namespace, with one log line: the pod is
+    /// reported without them from then on.
+    fn refresh(
+        &mut self,
+        now: Instant,
+        interval: std::time::Duration,
+        buf: &mut Vec<u8>,
+        inode: u64,
+    ) {
+        let Transport::On {
+            files,
+            last,
+            read_at,
+        } = self
+        else {
+            return;
+        };
+        if read_at.is_some_and(|at| now.duration_since(at) < interval) {
+            return;
+        }
+        match files.read(buf) {
+            Ok(stats) => {
+                *last = Some(transport_counters(stats));
+                *read_at = Some(now);
+            }
+            Err(e) => {
+                warn!(inode, error = %e, "cannot read the namespace's TCP/UDP counters; reported without them");
+                *self = Transport::Off;
+            }
+        }
+    }
+}
+
+/// The model's names for the kernel's counters.
+fn transport_counters(s: TransportStats) -> TransportCounters {
+    TransportCounters {
+        tcp_active_opens: s.tcp_active_opens,
+        tcp_passive_opens: s.tcp_passive_opens,
+        tcp_failed_connection_attempts: s.tcp_attempt_fails,
+        tcp_established_resets: s.tcp_estab_resets,
+        tcp_established_connections: s.tcp_curr_estab,
+        tcp_segments_received: s.tcp_in_segs,
+        tcp_segments_sent: s.tcp_out_segs,
+        tcp_retransmitted_segments: s.tcp_retrans_segs,
+        tcp_receive_errors: s.tcp_in_errs,
+        tcp_resets_sent: s.tcp_out_rsts,
+        tcp_listen_overflows: s.tcp_listen_overflows,
+        tcp_listen_drops: s.tcp_listen_drops,
+        tcp_retransmission_timeouts: s.tcp_timeouts,
+        udp_datagrams_received: s.udp_in_datagrams,
+        udp_datagrams_sent: s.udp_out_datagrams,
+        udp_no_port_datagrams: s.udp_no_ports,
+        udp_receive_errors: s.udp_in_errors,
+        udp_receive_buffer_errors: s.udp_rcvbuf_errors,
+        udp_send_buffer_errors: s.udp_sndbuf_errors,
+    }
 }
 
 impl NetnsHandle {
@@ -233,6 +316,8 @@ pub struct InterfaceMapper {
     /// What the host's notifications said since the last cycle.
     host_notices: LinkNotices,
     handles: HashMap<NetnsKey, NetnsHandle>,
+    /// Where a thread inside a pod namespace finds that namespace's counter files.
+    mib_dir: PathBuf,
     /// Fault injection for tests: runs after new namespaces are opened, before anything is
     /// read from them or their ids are asked.
     #[cfg(feature = "fault-injection")]
@@ -252,6 +337,7 @@ impl InterfaceMapper {
             host_changed: false,
             host_notices: LinkNotices::default(),
             handles: HashMap::new(),
+            mib_dir: PathBuf::from(OWN_NET_DIR),
             #[cfg(feature = "fault-injection")]
             after_open: None,
         }
@@ -259,8 +345,11 @@ impl InterfaceMapper {
 
     /// For a mapper that runs one cycle (`netshim discover`): its sockets subscribe to no
     /// notifications, which nothing would read.
+    /// Nor are the TCP/UDP counters read: `discover` is about the mapping, and opening two
+    /// proc files per pod would double its cold cost.
     pub fn set_one_shot(&mut self) {
         self.one_shot = true;
+        self.config.transport.enabled = false;
     }
 
     fn watch(&self, watch: Watch) -> Watch {
@@ -273,6 +362,14 @@ impl InterfaceMapper {
     #[cfg(feature = "fault-injection")]
     pub fn set_after_open(&mut self, hook: impl FnMut() + Send + 'static) {
         self.after_open = Some(Box::new(hook));
+    }
+
+    /// Where the counter files of the namespace entered are looked for (default
+    /// `/proc/thread-self/net`): the tests point it at a folder without them.
+    /// Only with the `fault-injection` feature, which the crate's own tests turn on.
+    #[cfg(feature = "fault-injection")]
+    pub fn set_mib_dir(&mut self, dir: impl Into<PathBuf>) {
+        self.mib_dir = dir.into();
     }
 
     /// How many pod namespaces currently have an open socket.
@@ -315,7 +412,7 @@ impl InterfaceMapper {
             let unread = self.handles.values().filter(|h| h.links.is_none()).count();
             worker_threads(unread)
         };
-        let failed = refresh_all(&mut self.handles, &self.config, threads);
+        let failed = refresh_all(&mut self.handles, &self.config, threads, Instant::now());
         // The namespace may be on its way out; reopen it next cycle if it is still there.
         for (key, e) in failed {
             warn!(inode = key.inode, error = %e, "cannot read the namespace's links, skipped");
@@ -427,10 +524,30 @@ impl InterfaceMapper {
         }
         let refs: Vec<&NetnsFile> = files.iter().collect();
         let watch = self.watch(Watch::LinksAndAddresses);
-        let sockets = open_sockets_in(&refs, watch, worker_threads(refs.len()));
-        for (file, socket) in files.into_iter().zip(sockets) {
-            match socket {
-                Ok(socket) => {
+        let mib_dir = self
+            .config
+            .transport
+            .enabled
+            .then_some(self.mib_dir.as_path());
+        let opened = open_sockets_in(&refs, watch, mib_dir, worker_threads(refs.len()));
+        for (file, opened) in files.into_iter().zip(opened) {
+            match opened {
+                Ok(InNamespace { socket, mib }) => {
+                    let transport = match mib {
+                        None => Transport::Off,
+                        Some(Ok(files)) => Transport::On {
+                            files,
+                            last: None,
+                            read_at: None,
+                        },
+                        Some(Err(e)) => {
+                            warn!(
+                                inode = file.key().inode, error = %e,
+                                "cannot open the namespace's TCP/UDP counters; reported without them"
+                            );
+                            Transport::Off
+                        }
+                    };
                     self.handles.insert(
                         netns_key(file.key()),
                         NetnsHandle {
@@ -438,6 +555,7 @@ impl InterfaceMapper {
                             host_id: None,
                             links: None,
                             peers_stale: true,
+                            transport,
                         },
                     );
                 }
@@ -471,13 +589,23 @@ fn refresh_all(
     handles: &mut HashMap<NetnsKey, NetnsHandle>,
     config: &Config,
     threads: usize,
+    now: Instant,
 ) -> Vec<(NetnsKey, NetlinkError)> {
     let mut entries: Vec<(NetnsKey, &mut NetnsHandle)> =
         handles.iter_mut().map(|(k, h)| (*k, h)).collect();
     let share = entries.len().div_ceil(threads.max(1)).max(1);
+    let interval = config.transport.interval;
     let refresh_share = |part: &mut [(NetnsKey, &mut NetnsHandle)]| {
+        // One buffer for every counter file of the share: a steady read allocates nothing.
+        let mut buf = Vec::new();
         part.iter_mut()
-            .map(|(key, handle)| (*key, handle.refresh(config)))
+            .map(|(key, handle)| {
+                let result = handle.refresh(config);
+                if result.is_ok() {
+                    handle.transport.refresh(now, interval, &mut buf, key.inode);
+                }
+                (*key, result)
+            })
             .collect::<Vec<_>>()
     };
     let results: Vec<(NetnsKey, Result<(), NetlinkError>)> = if share >= entries.len() {
@@ -535,6 +663,7 @@ fn fill(pod: &mut PodNetwork, handles: &HashMap<NetnsKey, NetnsHandle>) -> bool 
         return false;
     };
     pod.interfaces.clone_from(&links.interfaces);
+    pod.transport = handle.transport.last();
     true
 }
 
@@ -693,6 +822,7 @@ mod tests {
 
         let with_lo = Config {
             include_loopback: true,
+            ..Config::default()
         };
         let mut lo = link(1, "lo", None);
         lo.is_loopback = true;
