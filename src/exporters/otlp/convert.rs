@@ -561,7 +561,10 @@ mod tests {
             panic!("a sum: {retrans:?}")
         };
         assert!(sum.is_monotonic);
-        assert!(sum.data_points[0].attributes.is_empty(), "the pod is the resource");
+        assert!(
+            sum.data_points[0].attributes.is_empty(),
+            "the pod is the resource"
+        );
         assert_eq!(sum.data_points[0].value, Some(int_value(7)));
         let estab = by_name("netshim.pod.tcp.established_connections");
         let Some(metric::Data::Gauge(g)) = &estab.data else {
@@ -575,7 +578,10 @@ mod tests {
         let (req, _) = to_request(&snapshot(110, vec![later.clone()]), None, &mut series);
         let start = |req: &ExportMetricsServiceRequest| {
             let m = &req.resource_metrics[0].scope_metrics[0].metrics;
-            let m = m.iter().find(|m| m.name == "netshim.pod.tcp.resets_sent").unwrap();
+            let m = m
+                .iter()
+                .find(|m| m.name == "netshim.pod.tcp.resets_sent")
+                .unwrap();
             match &m.data {
                 Some(metric::Data::Sum(s)) => s.data_points[0].start_time_unix_nano,
                 _ => unreachable!(),
