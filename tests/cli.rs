@@ -33,6 +33,7 @@ fn components_lists_every_type_by_kind() {
         "netns",
         "resolvers:",
         "interfaces",
+        "filter",
         "exporters:",
         "debug",
     ] {

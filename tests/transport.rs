@@ -291,3 +291,39 @@ fn a_pod_whose_counters_cannot_be_read_is_reported_without_them() {
     let pod = cycle(&mut InterfaceMapper::new(off));
     assert!(pod.transport.is_none());
 }
+
+/// The `filter` resolver in the running agent: an interface it excludes and the TCP/UDP
+/// counters it drops are never rendered, the rest is.
+#[test]
+fn filtered_series_are_never_rendered() {
+    let ns = Netns::new("nst-tr-filter");
+    let _l = quiet_veth(&ns, "lxcnsttrf0", 66);
+    let _second = veth("lxcnsttrf1", "net1", &ns.name);
+    let agent = Agent::start(
+        std::path::Path::new(env!("CARGO_BIN_EXE_netshim")),
+        "nst-tr-filter",
+        |port| {
+            format!(
+                "receivers:\n  netns:\n    collection_interval: 300ms\n    scan_proc: false\nresolvers:\n  interfaces:\n  filter:\n    exclude:\n      match_type: regexp\n      interface_names: ['^net[0-9]+$']\nexporters:\n  prometheus:\n    endpoint: 127.0.0.1:{port}\nservice:\n  pipelines:\n    metrics:\n      receivers: [netns]\n      resolvers: [interfaces, filter]\n      exporters: [prometheus]\n"
+            )
+        },
+    );
+    let label = "netns=\"/run/netns/nst-tr-filter\"";
+    let text = agent
+        .wait_for(Duration::from_secs(10), |m| m.contains(label))
+        .map(|_| agent.metrics())
+        .unwrap_or_else(|| panic!("the pod appears: {}", agent.stderr()));
+    let ours: Vec<&str> = text.lines().filter(|l| l.contains(label)).collect();
+    assert!(
+        ours.iter().any(|l| l.contains("interface=\"eth0\"")),
+        "eth0 stays: {ours:#?}"
+    );
+    assert!(
+        !ours.iter().any(|l| l.contains("interface=\"net1\"")),
+        "net1 is filtered out: {ours:#?}"
+    );
+    assert!(
+        ours.iter().any(|l| l.starts_with("netshim_pod_tcp_")),
+        "the pod's TCP counters stay: {ours:#?}"
+    );
+}

@@ -12,6 +12,7 @@ pub const RECEIVERS: &[ReceiverFactory] = &[receivers::netns::FACTORY, receivers
 pub const RESOLVERS: &[ResolverFactory] = &[
     resolvers::interfaces::FACTORY,
     resolvers::k8s_attributes::FACTORY,
+    resolvers::filter::FACTORY,
 ];
 pub const EXPORTERS: &[ExporterFactory] = &[
     exporters::debug::FACTORY,

@@ -1,6 +1,7 @@
 //! Resolvers enrich a cycle's [`Batch`] in place: find interfaces and counters, add Kubernetes
 //! metadata, filter.
 
+pub mod filter;
 pub mod interfaces;
 pub mod k8s_attributes;
 

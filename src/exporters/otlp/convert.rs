@@ -209,12 +209,13 @@ fn pod_key(pod: &PodNetwork) -> Option<PodKey> {
     sandbox.sandbox_id.clone().map(PodKey::Sandbox)
 }
 
-/// The pods that get a resource: not host-network, with at least one interface.
+/// The pods that get a resource: not host-network, with at least one interface or their
+/// TCP/UDP counters.
 fn exported_pods(snapshot: &Snapshot) -> impl Iterator<Item = &PodNetwork> {
     snapshot
         .pods
         .iter()
-        .filter(|p| !p.sandbox.host_network && !p.interfaces.is_empty())
+        .filter(|p| !p.sandbox.host_network && (!p.interfaces.is_empty() || p.transport.is_some()))
 }
 
 /// The request for one snapshot, and its number of data points.
