@@ -140,6 +140,45 @@ fn main() {
         om_size / 1024
     );
     otlp_encode(&snap);
+    cardinality(&snap);
+}
+
+/// What one pod costs on the wire, with its TCP/UDP counters and without (`filter`'s
+/// `drop_transport`): series and bytes per scrape (plain and gzip), OTLP bytes per export (plain
+/// and gzip). The README's cardinality table is computed from these lines.
+fn cardinality(snap: &Snapshot) {
+    use netshim::exporters::otlp::convert::{SeriesStarts, to_request};
+    use prost::Message;
+    let gzip = |bytes: &[u8]| {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        std::io::Write::write_all(&mut gz, bytes).unwrap();
+        gz.finish().unwrap().len()
+    };
+    let n = snap.pods.len() as f64;
+    let mut without = snap.clone();
+    for pod in &mut without.pods {
+        pod.transport = None;
+    }
+    println!("per pod (1 interface), averaged over {n} pods:");
+    for (what, snap) in [("with TCP/UDP counters", snap), ("without", &without)] {
+        let prom = PrometheusExporter::new(Config::default(), Default::default());
+        prom.store(Arc::new(snap.clone()));
+        let text = prom.render(Format::Text);
+        let series = text
+            .lines()
+            .filter(|l| !l.starts_with('#') && l.contains("pod=\""))
+            .count() as f64;
+        let request = to_request(snap, None, &mut SeriesStarts::default()).0;
+        let otlp = request.encode_to_vec();
+        println!(
+            "  {what:<22} {:.1} series, {:.0} B/scrape ({:.0} B gzip), OTLP {:.0} B/export ({:.0} B gzip)",
+            series / n,
+            text.len() as f64 / n,
+            gzip(text.as_bytes()) as f64 / n,
+            otlp.len() as f64 / n,
+            gzip(&otlp) as f64 / n,
+        );
+    }
 }
 
 /// Building the OTLP request (one ResourceMetrics per pod) and encoding it to protobuf, as the
