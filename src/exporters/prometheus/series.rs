@@ -14,6 +14,17 @@ use super::exposition::{Exposition, Format, Kind};
 /// The older prometheus-network-shim's series, kept so that its recording rules still work.
 pub const SHIM: &str = "pod_interface_shim";
 pub const INTERFACE_INFO: &str = "netshim_pod_interface_info";
+pub const POD_INFO: &str = "netshim_pod_info";
+
+/// A pod's workload, from what `k8s_attributes` extracted: the first of these it has.
+const WORKLOADS: [(&str, &str); 6] = [
+    ("k8s.deployment.name", "deployment"),
+    ("k8s.statefulset.name", "statefulset"),
+    ("k8s.daemonset.name", "daemonset"),
+    ("k8s.cronjob.name", "cronjob"),
+    ("k8s.job.name", "job"),
+    ("k8s.replicaset.name", "replicaset"),
+];
 
 /// The eight quantities cadvisor's `container_network_*` carries, from the pod's point of view.
 /// A counter family: its name, its help, and which counter it reads.
@@ -265,6 +276,8 @@ pub fn render(
         }
     }
 
+    pod_info(&mut e, snapshots);
+
     let pods = pod_rows(snapshots);
     if !pods.is_empty() {
         for f in &TRANSPORT_FIELDS {
@@ -279,6 +292,47 @@ pub fn render(
 
     agent_metrics(&mut e, agent, build);
     e.finish()
+}
+
+/// `netshim_pod_info`: one series per named pod with its workload, for dashboards to group by
+/// workload (`* on (namespace, pod) group_left (workload)`) without kube-state-metrics.
+fn pod_info(e: &mut Exposition, snapshots: &[Arc<Snapshot>]) {
+    e.family(
+        POD_INFO,
+        Kind::Info,
+        "A pod netshim reports, with its workload when k8s_attributes extracted one (value 1).",
+    );
+    let mut seen = HashSet::new();
+    for snapshot in snapshots {
+        for pod in &snapshot.pods {
+            let Some(id) = pod.sandbox.pod.as_ref() else {
+                continue;
+            };
+            let (Some(name), Some(namespace)) = (id.name.as_deref(), id.namespace.as_deref())
+            else {
+                continue;
+            };
+            if pod.sandbox.host_network || !seen.insert((namespace, name)) {
+                continue;
+            }
+            let (workload, workload_type) = WORKLOADS
+                .iter()
+                .find_map(|(key, kind)| Some((id.attributes.get(*key)?.as_str(), *kind)))
+                .unwrap_or(("", ""));
+            e.sample(
+                POD_INFO,
+                &[
+                    ("node", snapshot.node.as_str()),
+                    ("namespace", namespace),
+                    ("pod", name),
+                    ("pod_uid", id.uid.as_deref().unwrap_or("")),
+                    ("workload", workload),
+                    ("workload_type", workload_type),
+                ],
+                1,
+            );
+        }
+    }
 }
 
 fn agent_metrics(e: &mut Exposition, m: &MetricsView, build: &BuildInfo) {
