@@ -35,6 +35,7 @@ command -v ip >/dev/null || missing+=(iproute2)
 command -v ethtool >/dev/null || missing+=(ethtool) # the older shim's method, in the benchmark
 { command -v prometheus >/dev/null && command -v promtool >/dev/null; } || missing+=(prometheus)
 command -v dnsmasq >/dev/null || missing+=(dnsmasq-base)   # a real DNS server (tests/dns.rs, e2e)
+command -v npm >/dev/null || missing+=(npm)   # Grafana's dashboard schema (deploy/dashboards/check.sh)
 command -v curl >/dev/null || missing+=(curl)   # a real TLS client for the metrics endpoint (tests/metrics_endpoint.rs)
 # The kernel matrix: QEMU, a static busybox for the guest's init, and what packs its initramfs.
 command -v qemu-system-x86_64 >/dev/null || missing+=(qemu-system-x86)
@@ -90,6 +91,9 @@ step "deploy checks (manifests, Helm chart, Dockerfile)"
 if [ -x scripts/check-deploy.sh ]; then
   ./scripts/check-deploy.sh "$target/deploy-check"
 fi
+
+step "dashboard schema (deploy/dashboards/check.sh: @grafana/schema from npm)"
+./deploy/dashboards/check.sh
 
 step "fuzzing"
 # Fuzzing (cargo fuzz, on the stable toolchain through RUSTC_BOOTSTRAP): each target for a short
