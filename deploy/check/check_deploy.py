@@ -25,6 +25,7 @@ What runs here, and what each tool is:
 
 import argparse
 import copy
+import json
 import os
 import subprocess
 import sys
@@ -195,10 +196,49 @@ def validate_objects(objs):
 # ---- semantic checks ----------------------------------------------------------------------
 
 def config_of(objs):
-    cms = [o for o in objs if o["kind"] == "ConfigMap"]
-    if len(cms) != 1 or "config.yaml" not in cms[0].get("data", {}):
+    cms = [o for o in objs if o["kind"] == "ConfigMap" and "config.yaml" in o.get("data", {})]
+    if len(cms) != 1:
         raise ValueError("expected one ConfigMap with data.config.yaml")
     return cms[0]["data"]["config.yaml"]
+
+
+DASHBOARD = ROOT / "deploy" / "dashboards" / "netshim-pod-network.json"
+
+
+def is_dashboard(o):
+    return o["kind"] == "ConfigMap" and "grafana_dashboard" in o["metadata"].get("labels", {})
+
+
+def without_dashboard(objs):
+    """The chart alone ships the Grafana dashboard (install/kubernetes has no Grafana to feed)."""
+    return [o for o in objs if not is_dashboard(o)]
+
+
+def check_dashboard():
+    """The chart's dashboard ConfigMap: labelled for the Grafana sidecar, holding exactly
+    deploy/dashboards' JSON (through the chart's link, also once packaged), and gone when off."""
+    want = json.loads(DASHBOARD.read_text())
+    objs = render_chart()
+    cms = [o for o in objs if is_dashboard(o)]
+    problems = expect(len(cms) == 1, f"{len(cms)} dashboard ConfigMaps, expected 1")
+    if cms:
+        cm = cms[0]
+        problems += expect(cm["metadata"]["labels"]["grafana_dashboard"] == "1",
+                           f"label grafana_dashboard={cm['metadata']['labels']['grafana_dashboard']!r}")
+        data = cm.get("data", {})
+        problems += expect(list(data) == ["netshim-pod-network.json"], f"data keys {list(data)}")
+        if "netshim-pod-network.json" in data:
+            problems += expect(json.loads(data["netshim-pod-network.json"]) == want,
+                               "the ConfigMap's dashboard differs from deploy/dashboards")
+    moved = render_chart({"grafanaDashboard": {"namespace": "grafana",
+                                               "annotations": {"grafana_folder": "Kubernetes"}}})
+    cm = next((o for o in moved if is_dashboard(o)), None)
+    problems += expect(cm is not None and cm["metadata"]["namespace"] == "grafana"
+                       and cm["metadata"].get("annotations") == {"grafana_folder": "Kubernetes"},
+                       f"grafanaDashboard.namespace/annotations not applied: {cm and cm['metadata']}")
+    off = render_chart({"grafanaDashboard": {"enabled": False}})
+    return problems + expect(not any(is_dashboard(o) for o in off),
+                             "grafanaDashboard.enabled=false still renders the dashboard")
 
 
 def netshim_validate(netshim, config_text):
@@ -613,7 +653,9 @@ def main():
     run("chart: packaged (Helm SDK), the archive renders the same", check_package, chart)
     run("chart: PrometheusRule groups pass promtool check rules", check_rules, a.promtool, chart)
     run("chart = install/kubernetes: same objects, field by field (Helm labels aside)",
-        compare, plain, chart)
+        lambda: compare(plain, without_dashboard(chart)))
+    run("chart: the Grafana dashboard ConfigMap (sidecar label, deploy/dashboards' JSON, switches)",
+        check_dashboard)
     run("chart = install/kubernetes: DaemonSet args, capabilities, mounts, probes, ports",
         compare_daemonset, plain, chart)
 
