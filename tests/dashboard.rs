@@ -100,8 +100,11 @@ fn prometheus_get(port: u16, path: &str, params: &[(&str, &str)]) -> Value {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}: {text}"))
 }
 
-/// An instant query's series: (labels, value).
-fn query(port: u16, expr: &str) -> Result<Vec<(BTreeMap<String, String>, f64)>, String> {
+/// One series of an instant query's answer: its labels and value.
+type Series = (BTreeMap<String, String>, f64);
+
+/// An instant query's series.
+fn query(port: u16, expr: &str) -> Result<Vec<Series>, String> {
     let answer = prometheus_get(port, "/api/v1/query", &[("query", expr)]);
     if answer["status"] != "success" {
         return Err(format!("{expr}: {answer}"));
