@@ -77,6 +77,10 @@ export NETSHIM_CRI_ASSETS NETSHIM_REQUIRE_CRI=1
 step "containerd versions"
 NETSHIM_CONTAINERD_VERSIONS=$(./scripts/containerd-versions.sh "$target/containerd-versions")
 export NETSHIM_CONTAINERD_VERSIONS NETSHIM_REQUIRE_DNS=1
+step "VictoriaMetrics (Debian 13's, unpacked, not installed)"
+# tests/victoria_metrics.rs: the otlp_http exporter into a real time-series database.
+NETSHIM_VICTORIA_METRICS=$(./scripts/debian-unpack.sh "$target/debian-newer" trixie victoria-metrics)/usr/bin/victoria-metrics
+export NETSHIM_VICTORIA_METRICS NETSHIM_REQUIRE_VM=1
 step "OTLP test peers (venv)"
 # The OTLP tests: a venv with grpcio + opentelemetry-proto (the recording sink) and rotel (a
 # real OTLP collector shipped as a PyPI wheel).

@@ -327,7 +327,7 @@ async fn grpc_export_carries_pods_counters_and_mapping() {
             "k8s.pod.network.io" => ("sum", "By"),
             "k8s.pod.network.errors" => ("sum", "{error}"),
             "netshim.pod.network.packets" | "netshim.pod.network.dropped" => ("sum", "{packet}"),
-            "netshim.pod.interface" => ("gauge", "1"),
+            "netshim.pod.interface" => ("gauge", "{interface}"),
             other => panic!("unexpected metric {other}"),
         };
         assert_eq!(

@@ -322,7 +322,7 @@ fn pod_metrics(
         Metric {
             name: POD_INTERFACE.into(),
             description: "A pod interface and its host-side peer (value 1)".into(),
-            unit: "1".into(),
+            unit: "{interface}".into(),
             data: Some(metric::Data::Gauge(Gauge {
                 data_points: mapping,
             })),
