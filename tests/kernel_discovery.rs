@@ -359,11 +359,13 @@ fn counters_are_exact_and_from_the_pods_point_of_view() {
     ns.ip(&["link", "set", "lo", "up"]);
 
     let mut mapper = InterfaceMapper::new(InterfacesConfig::default());
-    let before = iface(
-        pod_at(&cycle(&mut mapper), "/run/netns/nst-counters").unwrap(),
-        "eth0",
-    )
-    .counters;
+    let first = cycle(&mut mapper);
+    let pod_before = pod_at(&first, "/run/netns/nst-counters").unwrap();
+    let before = iface(pod_before, "eth0").counters;
+    // The namespace's own UDP counters, read in its first cycle (on every kernel of the matrix).
+    let udp_before = pod_before
+        .transport
+        .expect("the pod's TCP/UDP counters are read");
     let host_rx_before = host_counter("lxcnstcnt0", "rx_bytes");
     let host_tx_before = host_counter("lxcnstcnt0", "tx_bytes");
 
@@ -410,6 +412,25 @@ fn counters_are_exact_and_from_the_pods_point_of_view() {
     assert_eq!(
         (after.rx_dropped, after.tx_dropped),
         (before.rx_dropped, before.tx_dropped)
+    );
+    // The pod's UDP counters (a new mapper reads them in its first cycle): the 5 datagrams its
+    // socket received, the 7 it sent.
+    let fresh = cycle(&mut InterfaceMapper::new(InterfacesConfig::default()));
+    let udp_after = pod_at(&fresh, "/run/netns/nst-counters")
+        .unwrap()
+        .transport
+        .expect("the pod's TCP/UDP counters are read");
+    assert_eq!(
+        udp_after.udp_datagrams_received - udp_before.udp_datagrams_received,
+        5
+    );
+    assert_eq!(
+        udp_after.udp_datagrams_sent - udp_before.udp_datagrams_sent,
+        7
+    );
+    assert_eq!(
+        udp_after.udp_no_port_datagrams,
+        udp_before.udp_no_port_datagrams
     );
     // The host end saw the same traffic the other way round.
     assert_eq!(
