@@ -11,8 +11,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use netshim::exporters::prometheus::{Config, Format, PrometheusExporter};
 use netshim::model::{
-    Container, Counters, IfAddress, Interface, NetnsRef, Peer, PodIdentity, PodNetwork, Sandbox,
-    Snapshot, TransportCounters,
+    Container, Counters, IfAddress, Interface, Link, NetnsRef, Peer, PodIdentity, PodNetwork,
+    Sandbox, Snapshot, TransportCounters,
 };
 
 const ROUNDS: usize = 50;
@@ -44,24 +44,26 @@ pub fn snapshot(pods: usize) -> Snapshot {
                     }],
                     ..Sandbox::default()
                 },
-                interfaces: vec![Interface {
-                    name: "eth0".into(),
-                    ifindex: 2,
-                    kind: "veth".into(),
-                    mac: Some("aa:bb:cc:dd:ee:ff".into()),
-                    addresses: [IfAddress {
-                        ip: format!("10.{}.{}.{}", i / 65536 % 256, i / 256 % 256, i % 256)
-                            .parse()
-                            .unwrap(),
-                        prefix_len: 24,
-                    }]
-                    .into(),
-                    peer: Some(Peer {
-                        name: format!("lxc{i:012x}").into(),
-                        ifindex: 10 + i as u32,
+                interfaces: vec![Interface::new(
+                    Link {
+                        name: "eth0".into(),
+                        ifindex: 2,
                         kind: "veth".into(),
-                    }),
-                    counters: Counters {
+                        mac: Some("aa:bb:cc:dd:ee:ff".into()),
+                        addresses: [IfAddress {
+                            ip: format!("10.{}.{}.{}", i / 65536 % 256, i / 256 % 256, i % 256)
+                                .parse()
+                                .unwrap(),
+                            prefix_len: 24,
+                        }]
+                        .into(),
+                        peer: Some(Peer {
+                            name: format!("lxc{i:012x}").into(),
+                            ifindex: 10 + i as u32,
+                            kind: "veth".into(),
+                        }),
+                    },
+                    Counters {
                         rx_bytes: 1_234_567_890 + i as u64,
                         tx_bytes: 987_654_321 + i as u64,
                         rx_packets: 1_234_567,
@@ -71,7 +73,7 @@ pub fn snapshot(pods: usize) -> Snapshot {
                         rx_dropped: 2,
                         tx_dropped: 0,
                     },
-                }],
+                )],
                 transport: Some(TransportCounters {
                     tcp_active_opens: 12_345 + i as u64,
                     tcp_segments_received: 9_876_543,

@@ -628,6 +628,6 @@ fn a_host_end_renamed_is_seen_by_its_new_name_on_the_next_cycle() {
     );
     assert_eq!(
         renamed.peer.as_ref().unwrap().ifindex,
-        eth0.peer.unwrap().ifindex
+        eth0.peer.as_ref().unwrap().ifindex
     );
 }

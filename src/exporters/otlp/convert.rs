@@ -459,21 +459,23 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::model::{NetnsRef, Peer, PodIdentity, Sandbox};
+    use crate::model::{Link, NetnsRef, Peer, PodIdentity, Sandbox};
 
     fn iface(name: &str, ifindex: u32, rx_bytes: u64, peer: Option<&str>) -> Interface {
-        Interface {
-            name: name.into(),
-            ifindex,
-            kind: "veth".into(),
-            mac: None,
-            addresses: [].into(),
-            peer: peer.map(|p| Peer {
-                name: p.into(),
-                ifindex: 17,
+        Interface::new(
+            Link {
+                name: name.into(),
+                ifindex,
                 kind: "veth".into(),
-            }),
-            counters: Counters {
+                mac: None,
+                addresses: [].into(),
+                peer: peer.map(|p| Peer {
+                    name: p.into(),
+                    ifindex: 17,
+                    kind: "veth".into(),
+                }),
+            },
+            Counters {
                 rx_bytes,
                 tx_bytes: 2,
                 rx_packets: 3,
@@ -483,7 +485,7 @@ mod tests {
                 rx_dropped: 7,
                 tx_dropped: 8,
             },
-        }
+        )
     }
 
     fn pod(uid: Option<&str>, inode: u64, interfaces: Vec<Interface>) -> PodNetwork {

@@ -3,7 +3,7 @@ use serde_json::json;
 use super::*;
 use crate::component::{BuildContext, BuildSite, Kind};
 use crate::config::{ComponentId, parse_component};
-use crate::model::{Counters, Interface, PodIdentity, Sandbox, TransportCounters};
+use crate::model::{Counters, Interface, Link, PodIdentity, Sandbox, TransportCounters};
 
 fn config(v: serde_json::Value) -> Result<Config, String> {
     parse_component::<Config>("resolvers::filter", v).map_err(|e| e.to_string())
@@ -37,15 +37,17 @@ fn filter(v: serde_json::Value) -> FilterResolver {
 }
 
 fn iface(name: &str, kind: &str) -> Interface {
-    Interface {
-        name: name.into(),
-        ifindex: 2,
-        kind: kind.into(),
-        mac: None,
-        addresses: [].into(),
-        peer: None,
-        counters: Counters::default(),
-    }
+    Interface::new(
+        Link {
+            name: name.into(),
+            ifindex: 2,
+            kind: kind.into(),
+            mac: None,
+            addresses: [].into(),
+            peer: None,
+        },
+        Counters::default(),
+    )
 }
 
 fn pod(namespace: &str, name: &str, app: &str, ifaces: &[(&str, &str)]) -> PodNetwork {

@@ -7,7 +7,8 @@ use std::time::Instant;
 use tracing::{debug, warn};
 
 use crate::model::{
-    Batch, Counters, IfAddress, Interface, NetnsKey, NetnsRef, Peer, PodNetwork, TransportCounters,
+    Batch, Counters, IfAddress, Interface, Link, NetnsKey, NetnsRef, Peer, PodNetwork,
+    TransportCounters,
 };
 use crate::sys::mib::{MibFiles, OWN_NET_DIR, TransportStats};
 use crate::sys::netlink::{
@@ -208,7 +209,9 @@ impl NetnsHandle {
             return Ok(());
         };
         for iface in &mut links.interfaces {
-            iface.peer = None;
+            if iface.peer.is_some() {
+                iface.link_mut().peer = None;
+            }
         }
         self.peers_stale = true;
         if links.other_ends.iter().any(Option::is_some) && self.host_id.is_none() {
@@ -223,11 +226,12 @@ impl NetnsHandle {
                 // The other end of a pair is of the pair's kind: the kernel makes both ends of
                 // a veth as veths, of a netkit as netkits. So the kind is the pod end's, and the
                 // host end needs no query of its own (which would cost a host id lookup).
-                iface.peer = host.socket.link_name(end.index)?.map(|name| Peer {
+                let peer = host.socket.link_name(end.index)?.map(|name| Peer {
                     kind: iface.kind.clone(),
                     name: name.into(),
                     ifindex: end.index,
                 });
+                iface.link_mut().peer = peer;
             }
         }
         self.peers_stale = false;
@@ -242,12 +246,16 @@ impl NetnsHandle {
             return;
         };
         for iface in &mut links.interfaces {
-            let Some(peer) = iface.peer.as_mut() else {
+            let Some(peer) = iface.peer.as_ref() else {
                 continue;
             };
             match noticed.get(&peer.ifindex) {
-                Some(Some(name)) if &*peer.name != *name => peer.name = (*name).into(),
-                Some(None) => iface.peer = None,
+                Some(Some(name)) if &*peer.name != *name => {
+                    if let Some(peer) = iface.link_mut().peer.as_mut() {
+                        peer.name = (*name).into();
+                    }
+                }
+                Some(None) => iface.link_mut().peer = None,
                 _ => {}
             }
         }
@@ -265,12 +273,13 @@ impl NetnsHandle {
                 continue;
             };
             match host.socket.link_name(index)? {
-                Some(name) => {
-                    if let Some(peer) = iface.peer.as_mut() {
+                Some(name) if iface.peer.as_ref().is_some_and(|p| *p.name != *name) => {
+                    if let Some(peer) = iface.link_mut().peer.as_mut() {
                         peer.name = name.into();
                     }
                 }
-                None => iface.peer = None,
+                Some(_) => {}
+                None => iface.link_mut().peer = None,
             }
         }
         Ok(())
@@ -709,15 +718,17 @@ fn interfaces(
             };
             let mut addresses = by_index.remove(&link.index).unwrap_or_default();
             addresses.sort();
-            let iface = Interface {
-                name: link.name.into(),
-                ifindex: link.index,
-                kind: kind.into(),
-                mac: link.mac.as_deref().map(|m| format_mac(m).into()),
-                addresses: addresses.into(),
-                peer: None,
-                counters: link.stats.map(pod_counters).unwrap_or_default(),
-            };
+            let iface = Interface::new(
+                Link {
+                    name: link.name.into(),
+                    ifindex: link.index,
+                    kind: kind.into(),
+                    mac: link.mac.as_deref().map(|m| format_mac(m).into()),
+                    addresses: addresses.into(),
+                    peer: None,
+                },
+                link.stats.map(pod_counters).unwrap_or_default(),
+            );
             (iface, end)
         })
         .collect();

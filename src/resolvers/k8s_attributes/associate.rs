@@ -160,7 +160,7 @@ pub fn trim(pod: &mut Pod, keep_annotations: bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{IfAddress, Interface, NetnsRef, Sandbox};
+    use crate::model::{IfAddress, Interface, Link, NetnsRef, Sandbox};
     use crate::resolvers::k8s_attributes::rules::FieldRule;
 
     fn api_pod(
@@ -199,19 +199,21 @@ mod tests {
             ..Sandbox::default()
         });
         if let Some(ip) = ip {
-            p.interfaces.push(Interface {
-                name: "eth0".into(),
-                ifindex: 2,
-                kind: "veth".into(),
-                mac: None,
-                addresses: [IfAddress {
-                    ip: ip.parse().unwrap(),
-                    prefix_len: 24,
-                }]
-                .into(),
-                peer: None,
-                counters: Default::default(),
-            });
+            p.interfaces.push(Interface::new(
+                Link {
+                    name: "eth0".into(),
+                    ifindex: 2,
+                    kind: "veth".into(),
+                    mac: None,
+                    addresses: [IfAddress {
+                        ip: ip.parse().unwrap(),
+                        prefix_len: 24,
+                    }]
+                    .into(),
+                    peer: None,
+                },
+                Default::default(),
+            ));
         }
         p
     }

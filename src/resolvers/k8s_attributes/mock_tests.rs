@@ -13,7 +13,7 @@ use tower_test::mock;
 
 use super::*;
 use crate::health::Health;
-use crate::model::{IfAddress, Interface, PodNetwork, Sandbox};
+use crate::model::{IfAddress, Interface, Link, PodNetwork, Sandbox};
 
 type Handle = mock::Handle<Request<Body>, Response<Body>>;
 
@@ -67,19 +67,21 @@ async fn next(handle: &mut Handle) -> (Request<Body>, mock::SendResponse<Respons
 
 fn sandbox_with_ip(ip: &str) -> PodNetwork {
     let mut p = PodNetwork::new(Sandbox::default());
-    p.interfaces.push(Interface {
-        name: "eth0".into(),
-        ifindex: 2,
-        kind: "veth".into(),
-        mac: None,
-        addresses: [IfAddress {
-            ip: ip.parse().expect("ip"),
-            prefix_len: 24,
-        }]
-        .into(),
-        peer: None,
-        counters: Default::default(),
-    });
+    p.interfaces.push(Interface::new(
+        Link {
+            name: "eth0".into(),
+            ifindex: 2,
+            kind: "veth".into(),
+            mac: None,
+            addresses: [IfAddress {
+                ip: ip.parse().expect("ip"),
+                prefix_len: 24,
+            }]
+            .into(),
+            peer: None,
+        },
+        Default::default(),
+    ));
     p
 }
 
