@@ -112,7 +112,7 @@ if ! (cd fuzz && cargo tree --locked >/dev/null 2>&1); then
   exit 1
 fi
 fuzz_log=$(mktemp)
-for target_name in config cri_verbose netlink_link; do
+for target_name in config cri_verbose netlink_link proc_net_snmp; do
   echo "fuzzing $target_name for ${NETSHIM_FUZZ_SECONDS:-20}s"
   if ! (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run -O "$target_name" -- \
         -max_total_time="${NETSHIM_FUZZ_SECONDS:-20}") >"$fuzz_log" 2>&1; then

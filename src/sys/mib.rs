@@ -100,16 +100,33 @@ impl MibFiles {
             file: "snmp",
             source,
         })?;
-        let found = parse(text, &mut stats, SNMP_FIELDS);
-        check(found, SNMP_FIELDS, "snmp")?;
+        pick(text, &mut stats, SNMP_FIELDS, "snmp")?;
         let text = read_whole(&self.netstat, buf).map_err(|source| MibError::Io {
             file: "netstat",
             source,
         })?;
-        let found = parse(text, &mut stats, NETSTAT_FIELDS);
-        check(found, NETSTAT_FIELDS, "netstat")?;
+        pick(text, &mut stats, NETSTAT_FIELDS, "netstat")?;
         Ok(stats)
     }
+}
+
+/// The counters of two texts as `/proc/net/snmp` and `/proc/net/netstat` print them (for a
+/// caller that read them itself: the fuzzer, tests).
+pub fn parse_texts(snmp: &[u8], netstat: &[u8]) -> Result<TransportStats, MibError> {
+    let mut stats = TransportStats::default();
+    pick(snmp, &mut stats, SNMP_FIELDS, "snmp")?;
+    pick(netstat, &mut stats, NETSTAT_FIELDS, "netstat")?;
+    Ok(stats)
+}
+
+fn pick(
+    text: &[u8],
+    stats: &mut TransportStats,
+    fields: &[Field],
+    file: &'static str,
+) -> Result<(), MibError> {
+    let found = parse(text, stats, fields);
+    check(found, fields, file)
 }
 
 /// All of `file` from offset 0, in one `pread` unless it filled the buffer.
@@ -133,7 +150,7 @@ fn read_whole<'b>(file: &File, buf: &'b mut Vec<u8>) -> io::Result<&'b [u8]> {
 }
 
 /// A counter to pick: its section (`Tcp`), its name (`RetransSegs`), where it goes.
-pub type Field = (
+type Field = (
     &'static str,
     &'static str,
     fn(&mut TransportStats) -> &mut u64,
@@ -187,7 +204,7 @@ fn check(found: u64, fields: &[Field], file: &'static str) -> Result<(), MibErro
 /// `Section: value value …`. Returns a bit per field found. Unknown sections and names are
 /// skipped (kernels add counters); a value that is not a number counts as not found. `CurrEstab`
 /// and a few others are printed signed by some kernels; a negative value reads as 0.
-pub fn parse(text: &[u8], stats: &mut TransportStats, fields: &[Field]) -> u64 {
+fn parse(text: &[u8], stats: &mut TransportStats, fields: &[Field]) -> u64 {
     let mut found = 0u64;
     let mut lines = text.split(|b| *b == b'\n');
     while let Some(names) = lines.next() {
@@ -234,15 +251,6 @@ fn number(word: &[u8]) -> Option<u64> {
         return negative.parse::<u64>().ok().map(|_| 0);
     }
     text.parse().ok()
-}
-
-/// The field tables, for callers that parse a text they read themselves (tests, fuzzing).
-pub fn snmp_fields() -> &'static [Field] {
-    SNMP_FIELDS
-}
-
-pub fn netstat_fields() -> &'static [Field] {
-    NETSTAT_FIELDS
 }
 
 #[cfg(test)]
