@@ -22,7 +22,7 @@ use netshim::config::parse_component;
 use netshim::exporters::Exporter;
 use netshim::exporters::otlp::OtlpExporter;
 use netshim::exporters::otlp::config::{GrpcConfig, HttpConfig, Protocol};
-use netshim::model::{Batch, Counters, PodIdentity, PodNetwork, Snapshot};
+use netshim::model::{Batch, Counters, PodIdentity, PodNetwork, Snapshot, TRANSPORT_FIELDS};
 use netshim::receivers::netns::{Config as NetnsConfig, NetnsReceiver};
 use netshim::resolvers::interfaces::{Config as InterfacesConfig, InterfaceMapper};
 use netshim::self_metrics::ExporterStats;
@@ -247,6 +247,14 @@ fn interface_count(pods: &[PodNetwork]) -> usize {
     pods.iter().map(|p| p.interfaces.len()).sum()
 }
 
+/// A mapper that leaves the TCP/UDP counters out, for the tests that count per-interface
+/// points (the first test sends them too; tests/transport.rs checks their values).
+fn mapper_without_transport() -> InterfaceMapper {
+    let mut config = InterfacesConfig::default();
+    config.transport.enabled = false;
+    InterfaceMapper::new(config)
+}
+
 // ---------------------------------------------------------------------------------------------
 // Tests
 // ---------------------------------------------------------------------------------------------
@@ -277,7 +285,9 @@ async fn grpc_export_carries_pods_counters_and_mapping() {
     name_pod(&mut pods, &a, "web-a", "uid-otlp-a");
     name_pod(&mut pods, &b, "web-b", "uid-otlp-b");
     // A host-network sandbox: the node's interfaces are never credited to a pod.
-    let points = 9 * interface_count(&pods);
+    // 9 points per interface, and each pod's 19 TCP/UDP counters.
+    assert!(pods.iter().all(|p| p.transport.is_some()));
+    let points = 9 * interface_count(&pods) + TRANSPORT_FIELDS.len() * pods.len();
     let mut host_net = pods[0].clone();
     host_net.sandbox.host_network = true;
     host_net.sandbox.pod = None;
@@ -323,12 +333,19 @@ async fn grpc_export_carries_pods_counters_and_mapping() {
         assert_eq!(r["scope"]["name"], "netshim");
         assert_eq!(r["scope"]["version"], env!("CARGO_PKG_VERSION"));
         assert_eq!(r["time"], nanos(first.taken_at));
-        let (kind, unit) = match r["metric"].as_str().unwrap() {
+        let name = r["metric"].as_str().unwrap();
+        let transport = TRANSPORT_FIELDS
+            .iter()
+            .find(|f| format!("netshim.pod.{}.{}", f.protocol, f.name) == name);
+        let (kind, unit) = match name {
             "k8s.pod.network.io" => ("sum", "By"),
             "k8s.pod.network.errors" => ("sum", "{error}"),
             "netshim.pod.network.packets" | "netshim.pod.network.dropped" => ("sum", "{packet}"),
             "netshim.pod.interface" => ("gauge", "{interface}"),
-            other => panic!("unexpected metric {other}"),
+            _ => match transport {
+                Some(f) => (if f.gauge { "gauge" } else { "sum" }, f.unit),
+                None => panic!("unexpected metric {name}"),
+            },
         };
         assert_eq!(
             (r["kind"].as_str(), r["unit"].as_str()),
@@ -338,8 +355,18 @@ async fn grpc_export_carries_pods_counters_and_mapping() {
             assert_eq!(r["temporality"], "cumulative");
             assert_eq!(r["monotonic"], true);
             assert_eq!(r["start"], nanos(first.taken_at), "first seen now");
-        } else {
+        } else if transport.is_none() {
             assert_eq!(r["value"], 1);
+        }
+        // A pod's TCP/UDP counters: exactly what the mapper read for it.
+        if let Some(f) = transport {
+            let uid = r["resource"]["k8s.pod.uid"].as_str();
+            let pod = pods
+                .iter()
+                .filter(|p| !p.sandbox.host_network)
+                .find(|p| p.sandbox.pod.as_ref().and_then(|id| id.uid.as_deref()) == uid)
+                .unwrap();
+            assert_eq!(r["value"], (f.get)(&pod.transport.unwrap()), "{name}");
         }
     }
     // Values: exactly what the mapper read.
@@ -441,7 +468,7 @@ async fn http_export_with_and_without_gzip() {
     gzip.start().await.unwrap();
     plain.start().await.unwrap();
 
-    let mut mapper = InterfaceMapper::new(InterfacesConfig::default());
+    let mut mapper = mapper_without_transport();
     let mut pods = discover(&mut mapper, &[&ns]);
     name_pod(&mut pods, &ns, "web-h", "uid-otlp-h");
     let snap = snapshot(pods.clone());
@@ -473,7 +500,7 @@ async fn retryable_failures_are_retried_and_permanent_ones_dropped() {
     let dir = TempDir::new("nst-otlp-retry");
     let ns = Netns::new("nst-otlp-r");
     let _l = veth("lxcnstotlpr0", "eth0", &ns.name);
-    let mut mapper = InterfaceMapper::new(InterfacesConfig::default());
+    let mut mapper = mapper_without_transport();
     let mut pods = discover(&mut mapper, &[&ns]);
     name_pod(&mut pods, &ns, "web-r", "uid-otlp-r");
     let retry = json!({"initial_interval": "100ms", "max_interval": "200ms"});
@@ -561,7 +588,7 @@ async fn tls_with_a_private_ca_and_skip_verify() {
     std::fs::write(&key_file, cert.signing_key.serialize_pem()).unwrap();
     let ns = Netns::new("nst-otlp-t");
     let _l = veth("lxcnstotlpt0", "eth0", &ns.name);
-    let mut mapper = InterfaceMapper::new(InterfacesConfig::default());
+    let mut mapper = mapper_without_transport();
     let mut pods = discover(&mut mapper, &[&ns]);
     name_pod(&mut pods, &ns, "web-t", "uid-otlp-t");
     let sink = Sink::start(
@@ -702,7 +729,7 @@ async fn rotel_receives_over_grpc_and_http_and_survives_an_outage() {
     let dir = TempDir::new("nst-otlp-rotel");
     let ns = Netns::new("nst-otlp-rot");
     let _l = veth("lxcnstotlprot0", "eth0", &ns.name);
-    let mut mapper = InterfaceMapper::new(InterfacesConfig::default());
+    let mut mapper = mapper_without_transport();
     let (grpc_port, http_port) = (free_port(), free_port());
     let rotel = Rotel::start(&venv, &dir, grpc_port, http_port, "rotel1");
 
@@ -801,7 +828,7 @@ async fn shutdown_pushes_the_last_snapshot_and_is_bounded() {
     let dir = TempDir::new("nst-otlp-shutdown");
     let ns = Netns::new("nst-otlp-s");
     let _l = veth("lxcnstotlps0", "eth0", &ns.name);
-    let mut mapper = InterfaceMapper::new(InterfacesConfig::default());
+    let mut mapper = mapper_without_transport();
     let mut pods = discover(&mut mapper, &[&ns]);
     name_pod(&mut pods, &ns, "web-s", "uid-otlp-s");
     let sink = Sink::start(&venv, &dir, "s", &["--grpc", "127.0.0.1:0"]);
@@ -878,7 +905,7 @@ async fn grpc_gzip_shrinks_what_goes_on_the_wire() {
     let ns = Netns::new("nst-otlp-z");
     let _l0 = veth("lxcnstotlpz0", "eth0", &ns.name);
     let _l1 = veth("lxcnstotlpz1", "net1", &ns.name);
-    let mut mapper = InterfaceMapper::new(InterfacesConfig::default());
+    let mut mapper = mapper_without_transport();
     let mut pods = discover(&mut mapper, &[&ns]);
     name_pod(&mut pods, &ns, "web-z", "uid-otlp-z");
     let snap = snapshot(pods);
