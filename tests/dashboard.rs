@@ -93,11 +93,12 @@ fn prometheus_get(port: u16, path: &str, params: &[(&str, &str)]) -> Value {
     for (k, v) in params {
         req = req.query(*k, *v);
     }
-    let text = req
-        .call()
-        .and_then(|mut r| r.body_mut().read_to_string())
-        .unwrap_or_else(|e| format!("{{\"status\":\"error\",\"error\":\"{e}\"}}"));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}: {text}"))
+    // Not up yet, or an answer that is not JSON: an error the callers' waits retry on.
+    match req.call().and_then(|mut r| r.body_mut().read_to_string()) {
+        Ok(text) => serde_json::from_str(&text)
+            .unwrap_or_else(|e| json!({"status": "error", "error": format!("{e}: {text}")})),
+        Err(e) => json!({"status": "error", "error": e.to_string()}),
+    }
 }
 
 /// One series of an instant query's answer: its labels and value.
@@ -383,11 +384,10 @@ fn check_target(
             &format!("/api/v1/label/{label}/values"),
             &[("match[]", &selector)],
         );
-        let values: Vec<&str> = answer["data"]
-            .as_array()?
-            .iter()
-            .filter_map(Value::as_str)
-            .collect();
+        let Some(values) = answer["data"].as_array() else {
+            return Some(format!("{title}: {answer}"));
+        };
+        let values: Vec<&str> = values.iter().filter_map(Value::as_str).collect();
         let want: Vec<&str> = match label {
             "namespace" => vec![NAMESPACE],
             "pod" => pods.iter().map(|p| p.name).collect(),

@@ -14,6 +14,7 @@
 //!    that index, named with `SIOCGIFNAME` (by index, O(1)); the host's links are never dumped.
 
 mod resolve;
+mod transport;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -8,9 +8,8 @@ use tracing::{debug, warn};
 
 use crate::model::{
     Batch, Counters, IfAddress, Interface, Link, NetnsKey, NetnsRef, Peer, PodNetwork,
-    TransportCounters,
 };
-use crate::sys::mib::{MibFiles, OWN_NET_DIR, TransportStats};
+use crate::sys::mib::OWN_NET_DIR;
 use crate::sys::netlink::{
     AddrInfo, LinkCounters, LinkInfo, LinkNotices, NetlinkError, RouteSocket, Watch,
 };
@@ -18,6 +17,7 @@ use crate::sys::netns::{InNamespace, NetnsFile, NsFileKey, open_sockets_in};
 
 use super::super::ResolverError;
 use super::Config;
+use super::transport::Transport;
 
 /// Link kinds whose two ends are a pair, so that the host end is the pod interface's peer.
 /// A macvlan's or vlan's `IFLA_LINK` names its lower device, which is not a peer.
@@ -57,84 +57,6 @@ struct NetnsHandle {
     /// The links were dumped again (or finding their peers failed): peers are found anew.
     peers_stale: bool,
     transport: Transport,
-}
-
-/// A namespace's TCP and UDP counters: the files they are read from, the last values read.
-enum Transport {
-    /// Not collected (turned off, or the files could not be opened or read: logged once).
-    Off,
-    On {
-        files: MibFiles,
-        last: Option<TransportCounters>,
-        read_at: Option<Instant>,
-    },
-}
-
-impl Transport {
-    fn last(&self) -> Option<TransportCounters> {
-        match self {
-            Transport::On { last, .. } => *last,
-            Transport::Off => None,
-        }
-    }
-
-    /// Reads the counters again when `interval` has passed since the last read (or there was
-    /// none). A failed read turns them off for this namespace, with one log line: the pod is
-    /// reported without them from then on.
-    fn refresh(
-        &mut self,
-        now: Instant,
-        interval: std::time::Duration,
-        buf: &mut Vec<u8>,
-        inode: u64,
-    ) {
-        let Transport::On {
-            files,
-            last,
-            read_at,
-        } = self
-        else {
-            return;
-        };
-        if read_at.is_some_and(|at| now.duration_since(at) < interval) {
-            return;
-        }
-        match files.read(buf) {
-            Ok(stats) => {
-                *last = Some(transport_counters(stats));
-                *read_at = Some(now);
-            }
-            Err(e) => {
-                warn!(inode, error = %e, "cannot read the namespace's TCP/UDP counters; reported without them");
-                *self = Transport::Off;
-            }
-        }
-    }
-}
-
-/// The model's names for the kernel's counters.
-fn transport_counters(s: TransportStats) -> TransportCounters {
-    TransportCounters {
-        tcp_active_opens: s.tcp_active_opens,
-        tcp_passive_opens: s.tcp_passive_opens,
-        tcp_failed_connection_attempts: s.tcp_attempt_fails,
-        tcp_established_resets: s.tcp_estab_resets,
-        tcp_established_connections: s.tcp_curr_estab,
-        tcp_segments_received: s.tcp_in_segs,
-        tcp_segments_sent: s.tcp_out_segs,
-        tcp_retransmitted_segments: s.tcp_retrans_segs,
-        tcp_receive_errors: s.tcp_in_errs,
-        tcp_resets_sent: s.tcp_out_rsts,
-        tcp_listen_overflows: s.tcp_listen_overflows,
-        tcp_listen_drops: s.tcp_listen_drops,
-        tcp_retransmission_timeouts: s.tcp_timeouts,
-        udp_datagrams_received: s.udp_in_datagrams,
-        udp_datagrams_sent: s.udp_out_datagrams,
-        udp_no_port_datagrams: s.udp_no_ports,
-        udp_receive_errors: s.udp_in_errors,
-        udp_receive_buffer_errors: s.udp_rcvbuf_errors,
-        udp_send_buffer_errors: s.udp_sndbuf_errors,
-    }
 }
 
 impl NetnsHandle {
@@ -544,11 +466,7 @@ impl InterfaceMapper {
                 Ok(InNamespace { socket, mib }) => {
                     let transport = match mib {
                         None => Transport::Off,
-                        Some(Ok(files)) => Transport::On {
-                            files,
-                            last: None,
-                            read_at: None,
-                        },
+                        Some(Ok(files)) => Transport::from_files(files),
                         Some(Err(e)) => {
                             warn!(
                                 inode = file.key().inode, error = %e,
