@@ -43,13 +43,10 @@ struct TestPod {
 fn kernel_values(p: &TestPod) -> BTreeMap<String, f64> {
     let out = Command::new("ip")
         .args(["netns", "exec", &p.ns.name, "sh", "-c"])
-        .arg("cd /sys/class/net/eth0/statistics && for f in rx_bytes tx_bytes rx_packets tx_packets rx_errors tx_errors rx_dropped tx_dropped; do echo \"$f $(cat $f)\"; done; cat /proc/net/snmp /proc/net/netstat")
+        .arg("cd /sys/class/net/eth0/statistics && for f in rx_bytes tx_bytes rx_packets tx_packets rx_errors tx_errors rx_dropped tx_dropped; do echo \"$f $(cat $f)\"; done")
         .output()
         .expect("reading the pod's counters");
     assert!(out.status.success(), "{out:?}");
-    let text = String::from_utf8(out.stdout).unwrap();
-    let mut lines = text.lines();
-    let mut values = BTreeMap::new();
     let interface_metric = |f: &str| {
         let (dir, what) = f.split_once('_').unwrap();
         let dir = if dir == "rx" { "receive" } else { "transmit" };
@@ -59,25 +56,19 @@ fn kernel_values(p: &TestPod) -> BTreeMap<String, f64> {
         };
         format!("netshim_pod_network_{dir}_{what}_total")
     };
-    for line in lines.by_ref().take(8) {
-        let (f, v) = line.split_once(' ').unwrap();
-        values.insert(interface_metric(f), v.parse().unwrap());
-    }
-    let rest: Vec<&str> = lines.collect();
-    let mut mib = BTreeMap::new();
-    for pair in rest.chunks(2) {
-        let [names, vals] = pair else { continue };
-        let (section, names) = names.split_once(':').unwrap();
-        let (_, vals) = vals.split_once(':').unwrap();
-        for (n, v) in names.split_whitespace().zip(vals.split_whitespace()) {
-            mib.entry(format!("{section}: {n}"))
-                .or_insert(v.parse::<f64>().unwrap_or(0.0).max(0.0));
-        }
-    }
+    let mut values: BTreeMap<String, f64> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let (f, v) = line.split_once(' ').unwrap();
+            (interface_metric(f), v.parse().unwrap())
+        })
+        .collect();
+    let mib = pod_mib(&p.ns);
     for f in &TRANSPORT_FIELDS {
         values.insert(
             netshim::exporters::prometheus::transport_name(f),
-            mib[f.kernel],
+            mib[f.kernel] as f64,
         );
     }
     values
@@ -315,7 +306,6 @@ fn every_dashboard_query_returns_the_test_pods_with_the_kernels_values() {
     std::fs::create_dir_all(dir.join("data")).unwrap();
     let rules = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("install/kubernetes/rules/netshim-recommended.rules.yaml");
-    let prom_port = free_port();
     std::fs::write(
         dir.join("prometheus.yml"),
         format!(
@@ -325,21 +315,7 @@ fn every_dashboard_query_returns_the_test_pods_with_the_kernels_values() {
         ),
     )
     .unwrap();
-    let prom = Command::new("prometheus")
-        .arg(format!(
-            "--config.file={}",
-            dir.join("prometheus.yml").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.join("data").display()
-        ))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("prometheus (apt-get install prometheus)");
-    let _prom = Process { child: prom };
+    let (_prom, prom_port) = run_prometheus(&dir);
     assert!(
         wait_until(Duration::from_secs(30), || query(
             prom_port,

@@ -11,7 +11,7 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use netshim::exporters::prometheus::{
@@ -173,23 +173,7 @@ fn a_real_prometheus_scrapes_with_a_bearer_token_and_basic_auth_and_is_refused_w
         ),
     );
     std::fs::write(dir.join("prometheus.yml"), config).unwrap();
-    let port = support::free_port();
-    let mut prometheus = support::Process {
-        child: Command::new("prometheus")
-            .arg(format!(
-                "--config.file={}",
-                dir.join("prometheus.yml").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.join("data").display()
-            ))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("prometheus (apt-get install prometheus)"),
-    };
+    let (mut prometheus, port) = support::run_prometheus(&dir);
     let query = |q: &str| -> String {
         let out = Command::new("curl")
             .args(["-s", "--max-time", "5", "-G", "--data-urlencode"])

@@ -20,30 +20,6 @@ use netshim::resolvers::interfaces::{Config as InterfacesConfig, InterfaceMapper
 use support::agent::{Agent, sample_with};
 use support::*;
 
-/// `Section: Name` → value, from what `cat` prints inside the pod.
-fn pod_mib(ns: &Netns) -> BTreeMap<String, u64> {
-    let out = Command::new("ip")
-        .args(["netns", "exec", &ns.name, "cat"])
-        .args(["/proc/net/snmp", "/proc/net/netstat"])
-        .output()
-        .expect("cat in the pod");
-    assert!(out.status.success(), "cat: {:?}", out);
-    let text = String::from_utf8(out.stdout).unwrap();
-    let mut map = BTreeMap::new();
-    let lines: Vec<&str> = text.lines().collect();
-    for pair in lines.chunks(2) {
-        let [names, values] = pair else { continue };
-        let (section, names) = names.split_once(':').unwrap();
-        let (_, values) = values.split_once(':').unwrap();
-        for (n, v) in names.split_whitespace().zip(values.split_whitespace()) {
-            // CurrEstab is signed on some kernels; the agent reads a negative as 0.
-            let v = v.parse::<u64>().unwrap_or(0);
-            map.entry(format!("{section}: {n}")).or_insert(v);
-        }
-    }
-    map
-}
-
 /// The agent's value of every transport counter of the pod at `netns`, by kernel name.
 fn agent_values(text: &str, netns: &str) -> BTreeMap<String, u64> {
     let label = format!("netns=\"{netns}\"");

@@ -139,20 +139,6 @@ fn pod_rx_bytes(ns: &Netns) -> f64 {
         .unwrap()
 }
 
-/// The `Udp: NoPorts` counter of the pod.
-fn pod_no_ports(ns: &Netns) -> f64 {
-    let out = Command::new("ip")
-        .args(["netns", "exec", &ns.name, "cat", "/proc/net/snmp"])
-        .output()
-        .unwrap();
-    let text = String::from_utf8(out.stdout).unwrap();
-    let udp: Vec<&str> = text.lines().filter(|l| l.starts_with("Udp:")).collect();
-    let names: Vec<&str> = udp[0].split_whitespace().collect();
-    let values: Vec<&str> = udp[1].split_whitespace().collect();
-    let at = names.iter().position(|n| *n == "NoPorts").unwrap();
-    values[at].parse().unwrap()
-}
-
 #[test]
 fn otlp_http_into_victoria_metrics_gives_k8s_labels_and_the_kernels_values() {
     let Some(binary) = victoria_metrics() else {
@@ -189,7 +175,7 @@ fn otlp_http_into_victoria_metrics_gives_k8s_labels_and_the_kernels_values() {
     });
 
     let rx = pod_rx_bytes(&ns);
-    let no_ports = pod_no_ports(&ns);
+    let no_ports = pod_mib(&ns)["Udp: NoPorts"] as f64;
     assert_eq!(no_ports, 7.0);
     let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .unwrap()

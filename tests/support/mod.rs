@@ -3,7 +3,8 @@
 //! so tests can run in parallel; only addresses on interfaces a test made are ever sent to.
 #![allow(dead_code)] // each test file uses a different part of this module
 
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -316,3 +317,53 @@ pub mod fake_cri;
 pub mod fake_kube;
 pub mod otlp_sink;
 pub mod pods;
+
+/// A pod's SNMP counters as a process inside it sees them (`cat /proc/net/snmp
+/// /proc/net/netstat` run in the namespace), by `Section: Name`. Read independently of the
+/// agent's parser, to check it. A negative value (`CurrEstab` is signed on some kernels) reads
+/// as 0, as the agent reads it.
+pub fn pod_mib(ns: &Netns) -> BTreeMap<String, u64> {
+    let out = Command::new("ip")
+        .args(["netns", "exec", &ns.name, "cat"])
+        .args(["/proc/net/snmp", "/proc/net/netstat"])
+        .output()
+        .expect("cat in the pod");
+    assert!(out.status.success(), "cat: {out:?}");
+    let text = String::from_utf8(out.stdout).expect("text");
+    let mut map = BTreeMap::new();
+    let lines: Vec<&str> = text.lines().collect();
+    for pair in lines.chunks(2) {
+        let [names, values] = pair else { continue };
+        let (Some((section, names)), Some((_, values))) =
+            (names.split_once(':'), values.split_once(':'))
+        else {
+            panic!("not a counters line pair: {pair:?}");
+        };
+        for (n, v) in names.split_whitespace().zip(values.split_whitespace()) {
+            map.entry(format!("{section}: {n}"))
+                .or_insert(v.parse::<u64>().unwrap_or(0));
+        }
+    }
+    map
+}
+
+/// Debian's Prometheus with `dir/prometheus.yml`, its data under `dir/data`, on a free
+/// loopback port; stopped by pid when the `Process` drops.
+pub fn run_prometheus(dir: &Path) -> (Process, u16) {
+    let port = free_port();
+    let child = Command::new("prometheus")
+        .arg(format!(
+            "--config.file={}",
+            dir.join("prometheus.yml").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.join("data").display()
+        ))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("prometheus (apt-get install prometheus)");
+    (Process { child }, port)
+}
