@@ -26,7 +26,8 @@ pub fn snapshot(pods: usize) -> Snapshot {
             PodNetwork {
                 sandbox: Sandbox {
                     netns: Some(NetnsRef {
-                        path: format!("/var/run/netns/cni-{i:08x}").into(),
+                        path: std::path::PathBuf::from(format!("/var/run/netns/cni-{i:08x}"))
+                            .into(),
                         inode: 4026532000 + i as u64,
                         dev: 4,
                     }),

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -24,8 +24,10 @@ pub struct NetnsKey {
 /// Where a network namespace can be opened, and which one it was when it was found there.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct NetnsRef {
-    /// A bind mount (`/run/netns/x`) or `/proc/PID/ns/net`.
-    pub path: PathBuf,
+    /// A bind mount (`/run/netns/x`) or `/proc/PID/ns/net`. Shared: a receiver hands the same
+    /// path out cycle after cycle, and each cycle's copy of a sandbox costs a reference count,
+    /// not an allocation.
+    pub path: Arc<Path>,
     pub inode: u64,
     #[serde(skip)]
     pub dev: u64,
@@ -546,7 +548,7 @@ mod tests {
     #[test]
     fn merge_joins_records_of_one_namespace_and_keeps_the_first_receivers_values() {
         let ns = |inode| NetnsRef {
-            path: format!("/run/netns/{inode}").into(),
+            path: std::path::PathBuf::from(format!("/run/netns/{inode}")).into(),
             inode,
             dev: 4,
         };

@@ -90,7 +90,14 @@ pub fn init(
                 .with_batch_exporter(exporter)
                 .with_resource(resource.clone())
                 .build();
-            let layer = tracing_opentelemetry::layer().with_tracer(provider.tracer("netshim"));
+            // The agent's own spans (at debug level, see `pipeline::run`), not its
+            // dependencies' (h2, hyper, tonic have spans of their own at every level).
+            let layer = tracing_opentelemetry::layer()
+                .with_tracer(provider.tracer("netshim"))
+                .with_filter(
+                    tracing_subscriber::filter::Targets::new()
+                        .with_target("netshim", tracing::Level::DEBUG),
+                );
             telemetry.traces = Some(provider);
             Some(layer)
         }

@@ -69,7 +69,7 @@ fn cni_style_host_names_are_mapped_to_their_pod_interfaces() {
     ] {
         let path = ns.path();
         let pod = pod_at(&pods, path.to_str().unwrap()).expect("pod found");
-        assert_eq!(pod.sandbox.netns.as_ref().unwrap().path, path);
+        assert_eq!(*pod.sandbox.netns.as_ref().unwrap().path, *path);
         assert!(!pod.sandbox.host_network);
         let eth0 = iface(pod, "eth0");
         assert_eq!(&*eth0.kind, "veth");
@@ -260,8 +260,8 @@ fn a_namespace_both_mounted_and_used_by_a_process_is_reported_once() {
     assert_eq!(matching.len(), 1, "reported exactly once");
     let p = matching[0];
     assert_eq!(
-        p.sandbox.netns.as_ref().unwrap().path,
-        ns.path(),
+        *p.sandbox.netns.as_ref().unwrap().path,
+        *ns.path(),
         "the bind mount is preferred"
     );
     assert_eq!(p.sandbox.pid, Some(proc.pid()));
@@ -497,7 +497,7 @@ fn junk_in_a_netns_folder_is_skipped() {
     assert_eq!(found.len(), 1, "{found:?}");
     let netns = found[0].netns.as_ref().unwrap();
     assert_eq!(netns.inode, inode("/run/netns/nst-junk"));
-    assert_eq!(netns.path, dir.join("link-to-real"));
+    assert_eq!(*netns.path, *dir.join("link-to-real"));
 }
 
 #[test]

@@ -245,7 +245,7 @@ fn a_pod_whose_counters_cannot_be_read_is_reported_without_them() {
                 p.sandbox
                     .netns
                     .as_ref()
-                    .is_some_and(|n| n.path == ns.path())
+                    .is_some_and(|n| *n.path == *ns.path())
             })
             .expect("the pod is reported")
     };

@@ -22,7 +22,7 @@ pub async fn resolve(
     let mut batch = Batch::from_sandboxes(merge_sandboxes(found));
     for (id, resolver) in &pipeline.resolvers {
         let span =
-            tracing::info_span!("netshim.resolve", pipeline = %pipeline.name, resolver = %id);
+            tracing::debug_span!("netshim.resolve", pipeline = %pipeline.name, resolver = %id);
         if let Err(e) = resolver.resolve(&mut batch).instrument(span).await {
             metrics.error("resolver", id);
             warn!(pipeline = %pipeline.name, resolver = %id, error = %e, "resolver failed this cycle");

@@ -50,36 +50,55 @@ type Latest = watch::Receiver<Option<Arc<Vec<Sandbox>>>>;
 
 impl Service {
     /// Starts the exporters, then runs until `shutdown` completes, then stops the exporters.
+    ///
+    /// Collection (event sources, receive loops, pipeline cycles) runs on a runtime of its own,
+    /// on one dedicated thread; the caller's runtime keeps what must answer promptly: the
+    /// exporters' servers and senders, the extensions, the API server watches. So receivers and
+    /// resolvers may block (netlink requests, which can wait on the kernel's RTNL lock; file
+    /// scans): that holds up only the next cycle, never a scrape or a health probe. And a
+    /// steady cycle needs no thread hand-off: handing each blocking step to tokio's blocking
+    /// pool cost two thread wake-ups a step, which was a fifth of a 250-pod cycle.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         let exporters = self.unique_exporters();
         self.start_components(&exporters).await?;
-        let mut tasks = JoinSet::new();
-        // Events make receivers scan before their interval is up.
-        let (trigger, early) = watch::channel(0u64);
-        self.spawn_event_sources(&mut tasks, &trigger);
-        let latest = self.spawn_receivers(&mut tasks, &trigger, &early);
         let Service {
             context,
             extensions,
             pipelines,
+            health,
             ..
         } = self;
-        let node = context.node_name.clone();
-        for pipeline in pipelines {
-            let inputs: Vec<Latest> = pipeline
-                .receivers
-                .iter()
-                .filter_map(|(id, _)| latest.get(id).cloned())
-                .collect();
-            let metrics = Arc::clone(&context.metrics);
-            tasks.spawn(pipeline_loop(pipeline, node.clone(), inputs, metrics));
-        }
-        info!(node = %node, "netshim running");
+        let collection = Collection {
+            node: context.node_name.clone(),
+            metrics: Arc::clone(&context.metrics),
+            health,
+            pipelines,
+        };
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("starting the collection runtime")?;
+        let span = tracing::Span::current();
+        std::thread::Builder::new()
+            .name("netshim-collect".into())
+            .spawn(move || {
+                let _entered = span.enter();
+                runtime.block_on(collection.run(stop_rx));
+                // Dropped here, on its own thread: dropping a runtime inside another's async
+                // context panics.
+                drop(runtime);
+                let _ = done_tx.send(());
+            })
+            .context("starting the collection thread")?;
+        info!(node = %context.node_name, "netshim running");
 
         shutdown.await;
         info!("shutting down");
-        tasks.abort_all();
-        while tasks.join_next().await.is_some() {}
+        let _ = stop_tx.send(());
+        // Err: the thread ended without saying so (it panicked); nothing is left to stop.
+        let _ = done_rx.await;
         stop(&exporters, &extensions).await;
         info!("stopped");
         Ok(())
@@ -127,6 +146,38 @@ impl Service {
         }
         Ok(())
     }
+}
+
+/// What runs on the collection thread: every receiver's loop (and event listener), each
+/// pipeline's cycles, the host's event sources.
+struct Collection {
+    node: String,
+    metrics: Arc<AgentMetrics>,
+    health: Health,
+    pipelines: Vec<super::Pipeline>,
+}
+
+impl Collection {
+    /// Runs until `stop` fires (or its sender is gone), then ends every task.
+    async fn run(self, stop: tokio::sync::oneshot::Receiver<()>) {
+        let mut tasks = JoinSet::new();
+        // Events make receivers scan before their interval is up.
+        let (trigger, early) = watch::channel(0u64);
+        self.spawn_event_sources(&mut tasks, &trigger);
+        let latest = self.spawn_receivers(&mut tasks, &trigger, &early);
+        for pipeline in self.pipelines {
+            let inputs: Vec<Latest> = pipeline
+                .receivers
+                .iter()
+                .filter_map(|(id, _)| latest.get(id).cloned())
+                .collect();
+            let metrics = Arc::clone(&self.metrics);
+            tasks.spawn(pipeline_loop(pipeline, self.node.clone(), inputs, metrics));
+        }
+        let _ = stop.await;
+        tasks.abort_all();
+        while tasks.join_next().await.is_some() {}
+    }
 
     /// The host's link changes and the receivers' watched folders, each bumping `trigger`.
     fn spawn_event_sources(&self, tasks: &mut JoinSet<()>, trigger: &watch::Sender<u64>) {
@@ -165,7 +216,7 @@ impl Service {
                 Arc::clone(receiver),
                 tx,
                 self.health.clone(),
-                Arc::clone(&self.context.metrics),
+                Arc::clone(&self.metrics),
                 early.clone(),
             ));
         }
@@ -214,7 +265,9 @@ async fn receive_loop(
     let mut event_scan = false; // this scan was started by an event
     loop {
         let started = tokio::time::Instant::now();
-        let span = tracing::info_span!("netshim.receive", receiver = %id);
+        // At debug level: the OTLP traces layer (which filters no level) gets it, the log
+        // layer at its usual `info` does not, and does not format its fields every cycle.
+        let span = tracing::debug_span!("netshim.receive", receiver = %id);
         match receiver.collect().instrument(span).await {
             Ok(found) => {
                 if health.report(&key, Ok(())) {
@@ -293,7 +346,7 @@ async fn pipeline_loop(
             .iter_mut()
             .filter_map(|rx| rx.borrow_and_update().as_ref().map(|v| v.as_ref().clone()))
             .collect();
-        let span = tracing::info_span!("netshim.cycle", pipeline = %pipeline.name);
+        let span = tracing::debug_span!("netshim.cycle", pipeline = %pipeline.name);
         let snapshot = Arc::new(
             cycle::resolve(&pipeline, &node, found, &metrics)
                 .instrument(span)
@@ -320,9 +373,8 @@ async fn pipeline_loop(
         cycles += 1;
         if pods != pods_at_last_trim || cycles.is_multiple_of(TRIM_EVERY) {
             pods_at_last_trim = pods;
-            let _ =
-                tokio::task::spawn_blocking(|| crate::sys::memory::release_free_memory(TRIM_OVER))
-                    .await;
+            // On the collection thread, where blocking is fine (see `Service::run`).
+            crate::sys::memory::release_free_memory(TRIM_OVER);
         }
     }
 }

@@ -23,7 +23,8 @@ pub type ReceiverFactory = crate::component::Factory<dyn Receiver>;
 #[async_trait]
 pub trait Receiver: Send + Sync {
     /// One scan. Individual entries that cannot be read are skipped (and logged) inside; an error
-    /// means nothing could be scanned at all.
+    /// means nothing could be scanned at all. Called on the collection thread (or by
+    /// `netshim discover`), where blocking calls are fine: nothing else waits on that thread.
     async fn collect(&self) -> Result<Vec<Sandbox>, ReceiverError>;
 
     /// How often the pipeline asks for a scan.

@@ -41,6 +41,7 @@ pub trait Resolver: Send + Sync {
     }
 
     /// Enriches `batch`. Pods the resolver cannot handle are dropped or left as they are (and
-    /// logged) inside; an error means the resolver could do nothing at all this cycle.
+    /// logged) inside; an error means the resolver could do nothing at all this cycle. Called on
+    /// the collection thread (or by `netshim discover`), where blocking calls are fine.
     async fn resolve(&self, batch: &mut Batch) -> Result<(), ResolverError>;
 }

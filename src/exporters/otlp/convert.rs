@@ -492,7 +492,7 @@ mod tests {
         PodNetwork {
             sandbox: Sandbox {
                 netns: Some(NetnsRef {
-                    path: format!("/run/netns/p{inode}").into(),
+                    path: std::path::PathBuf::from(format!("/run/netns/p{inode}")).into(),
                     inode,
                     dev: 4,
                 }),

@@ -119,7 +119,7 @@ fn netns_of(id: &str, v: &VerboseInfo, host_root: &Path) -> Option<NetnsRef> {
         match stat_key(&path) {
             Ok(key) => {
                 return Some(NetnsRef {
-                    path,
+                    path: path.into(),
                     inode: key.inode,
                     dev: key.dev,
                 });
@@ -280,7 +280,7 @@ mod tests {
         assert_eq!(pod.uid.as_deref(), Some("u-1"));
         assert_eq!(out[0].sandbox_id.as_deref(), Some("sb1"));
         // The bind mount does not exist: the process's namespace file is used.
-        assert_eq!(out[0].netns.as_ref().unwrap().path, PathBuf::from(own));
+        assert_eq!(*out[0].netns.as_ref().unwrap().path, *PathBuf::from(own));
         assert_eq!(out[0].labels["app"], "web");
         let names: Vec<_> = out[0]
             .containers

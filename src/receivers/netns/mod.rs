@@ -5,7 +5,7 @@ mod cgroup;
 mod scan;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use crate::component::{BuildSite, ComponentConfig, Factory};
 use crate::config::{ConfigErrors, Validate};
-use crate::model::Sandbox;
+use crate::model::{NetnsKey, Sandbox};
 use crate::receivers::ReceiverFactory;
 use crate::sys::netns::own_netns_key;
 
@@ -98,12 +98,24 @@ impl NetnsReceiver {
     }
 }
 
-fn scan_with(config: &Config, uids: &Mutex<ScanCache>) -> Result<Vec<Sandbox>, ReceiverError> {
-    let host = own_netns_key().map(netns_key).map_err(|e| {
+/// The agent's own network namespace, asked once: it is the process's, and no thread but the
+/// dedicated setns thread ever leaves it, so it cannot change (and a stat of
+/// `/proc/self/ns/net` every scan was a tenth of a small node's cycle).
+fn host_netns() -> Result<NetnsKey, ReceiverError> {
+    static HOST: OnceLock<NetnsKey> = OnceLock::new();
+    if let Some(key) = HOST.get() {
+        return Ok(*key);
+    }
+    let key = own_netns_key().map(netns_key).map_err(|e| {
         ReceiverError::Scan(format!(
             "cannot identify the agent's own network namespace: {e}"
         ))
     })?;
+    Ok(*HOST.get_or_init(|| key))
+}
+
+fn scan_with(config: &Config, uids: &Mutex<ScanCache>) -> Result<Vec<Sandbox>, ReceiverError> {
+    let host = host_netns()?;
     let plan = ScanPlan {
         folders: &config.paths,
         proc_root: config.scan_proc.then_some(config.proc_path.as_path()),
@@ -119,12 +131,10 @@ fn scan_with(config: &Config, uids: &Mutex<ScanCache>) -> Result<Vec<Sandbox>, R
 
 #[async_trait]
 impl Receiver for NetnsReceiver {
+    /// Scans on the calling thread: the collection thread, where blocking is fine (see
+    /// `Receiver::collect`).
     async fn collect(&self) -> Result<Vec<Sandbox>, ReceiverError> {
-        let config = Arc::clone(&self.config);
-        let uids = Arc::clone(&self.uids);
-        tokio::task::spawn_blocking(move || scan_with(&config, &uids))
-            .await
-            .map_err(|e| ReceiverError::Scan(format!("scan task failed: {e}")))?
+        scan_with(&self.config, &self.uids)
     }
 
     fn collection_interval(&self) -> Duration {

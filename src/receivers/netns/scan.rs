@@ -4,6 +4,7 @@ use foldhash::{HashMap, HashMapExt};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use tracing::debug;
 
@@ -34,7 +35,7 @@ pub struct ScanPlan<'a> {
 #[derive(Debug, Clone)]
 struct Found {
     /// The first bind mount seen, else `/proc/PID/ns/net` of the first process.
-    path: PathBuf,
+    path: Arc<Path>,
     pid: Option<u32>,
 }
 
@@ -50,6 +51,9 @@ const FULL_SCAN_EVERY: u32 = 30;
 pub struct ScanCache {
     by_pid: HashMap<(NetnsKey, u32), Option<String>>,
     folders: HashMap<PathBuf, FolderListing>,
+    /// Each configured folder's real path (`/var/run/netns` is `/run/netns` on most hosts),
+    /// resolved again on full scans only: a symlink among its parents changes with no event.
+    real_paths: HashMap<PathBuf, PathBuf>,
     mounts: Option<MountWatch>,
     scans: u32,
 }
@@ -58,10 +62,10 @@ pub struct ScanCache {
 struct FolderListing {
     stamp: FolderStamp,
     /// Bind mounts: a change to them is a mount-table change.
-    mounted: Vec<(NetnsKey, PathBuf)>,
+    mounted: Vec<(NetnsKey, Arc<Path>)>,
     /// Symlinks (say, to `/proc/PID/ns/net`): their target can go without any mount change,
     /// so they are followed again every scan.
-    links: Vec<PathBuf>,
+    links: Vec<Arc<Path>>,
 }
 
 /// What changes when entries are added to or removed from a folder.
@@ -99,10 +103,20 @@ pub fn scan(plan: &ScanPlan<'_>, cache: &mut ScanCache) -> Vec<Sandbox> {
     };
     cache.scans = cache.scans.wrapping_add(1);
     let full = mounts_changed || cache.scans.is_multiple_of(FULL_SCAN_EVERY);
+    if full {
+        cache.real_paths.clear();
+    }
     // `/var/run` is usually a symlink to `/run`: list each real folder once.
     let mut folders_seen = Vec::new();
     for folder in plan.folders {
-        let real = std::fs::canonicalize(folder).unwrap_or_else(|_| folder.clone());
+        let real = match cache.real_paths.get(folder) {
+            Some(real) => real.clone(),
+            None => {
+                let real = std::fs::canonicalize(folder).unwrap_or_else(|_| folder.clone());
+                cache.real_paths.insert(folder.clone(), real.clone());
+                real
+            }
+        };
         if folders_seen.contains(&real) {
             continue;
         }
@@ -130,7 +144,7 @@ pub fn scan(plan: &ScanPlan<'_>, cache: &mut ScanCache) -> Vec<Sandbox> {
                 continue;
             }
             found.entry(key).or_insert(Found {
-                path: path.clone(),
+                path: Arc::clone(path),
                 pid: None,
             });
         }
@@ -205,7 +219,7 @@ fn list_folder(folder: &Path, stamp: Option<FolderStamp>) -> FolderListing {
     for entry in entries.flatten() {
         let path = entry.path();
         if entry.file_type().is_ok_and(|t| t.is_symlink()) {
-            listing.links.push(path);
+            listing.links.push(path.into());
             continue;
         }
         // Statted relative to the open folder (no walk of the folder's path); a mount on the
@@ -218,7 +232,7 @@ fn list_folder(folder: &Path, stamp: Option<FolderStamp>) -> FolderListing {
                     dev: m.dev(),
                     inode: m.ino(),
                 },
-                path,
+                path.into(),
             )),
             Err(e) => {
                 debug!(path = %path.display(), error = %e, "netns entry not readable, skipped")
@@ -254,7 +268,10 @@ fn scan_proc(proc_root: &Path, host: NetnsKey, found: &mut HashMap<NetnsKey, Fou
         if key == host || key.dev != host.dev {
             continue;
         }
-        let entry = found.entry(key).or_insert(Found { path, pid: None });
+        let entry = found.entry(key).or_insert(Found {
+            path: path.into(),
+            pid: None,
+        });
         if entry.pid.is_none() {
             entry.pid = Some(pid);
         }

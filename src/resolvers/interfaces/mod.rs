@@ -116,20 +116,12 @@ impl Resolver for InterfacesResolver {
         Ok(())
     }
 
+    /// Maps on the calling thread: the collection thread, where blocking on netlink is fine
+    /// (see `Resolver::resolve`).
     async fn resolve(&self, batch: &mut Batch) -> Result<(), ResolverError> {
-        let mapper = Arc::clone(&self.mapper);
-        let mut owned = std::mem::take(batch);
-        // Netlink reads block; they run on tokio's blocking pool, never on an async worker.
-        let (owned, result) = tokio::task::spawn_blocking(move || {
-            // A poisoned lock means an earlier cycle panicked mid-update; the mapper's state is
-            // a cache that the next cycle rebuilds as needed.
-            let mut mapper = mapper.lock().unwrap_or_else(|e| e.into_inner());
-            let result = mapper.resolve(&mut owned);
-            (owned, result)
-        })
-        .await
-        .map_err(|e| ResolverError::Failed(format!("interfaces task failed: {e}")))?;
-        *batch = owned;
-        result
+        // A poisoned lock means an earlier cycle panicked mid-update; the mapper's state is a
+        // cache that the next cycle rebuilds as needed.
+        let mut mapper = self.mapper.lock().unwrap_or_else(|e| e.into_inner());
+        mapper.resolve(batch)
     }
 }

@@ -188,7 +188,7 @@ mod tests {
     fn sandbox(uid: Option<&str>, ip: Option<&str>) -> PodNetwork {
         let mut p = PodNetwork::new(Sandbox {
             netns: Some(NetnsRef {
-                path: "/run/netns/x".into(),
+                path: std::path::Path::new("/run/netns/x").into(),
                 inode: 1,
                 dev: 1,
             }),
