@@ -10,14 +10,16 @@
 # /proc/PID/task/*/schedstat, in ns), the user/system split from /proc/PID/stat (in 10 ms
 # ticks, so only approximate). With a C compiler it also runs scripts/stats-floor.c side by
 # side, the kernel's floor: one stats request per pod a second and nothing else.
+# TRANSPORT=false in the environment runs the agents without the TCP/UDP counters
+# (`transport.enabled: false`).
 # Everything goes with the namespace when the script ends.
 set -euo pipefail
 [ $# -ge 3 ] || { sed -n '2,10p' "$0" >&2; exit 2; }
 [ "$(id -u)" = 0 ] || { echo "needs root" >&2; exit 1; }
 here=$(cd "$(dirname "$0")" && pwd)
-exec unshare --mount --net --propagation private bash -s "$here" "$@" <<'INNER'
+exec unshare --mount --net --propagation private bash -s "$here" "${TRANSPORT:-true}" "$@" <<'INNER'
 set -euo pipefail
-here=$1 pods=$2 secs=$3; shift 3
+here=$1 transport=$2 pods=$3 secs=$4; shift 4
 mkdir -p /run/netns && mount -t tmpfs bench-netns /run/netns
 ip link set lo up
 work=$(mktemp -d)
@@ -28,13 +30,15 @@ for i in $(seq -w 1 "$pods"); do
   echo "link add nsf$i type veth peer name eth0 netns nsf-$i"; echo "link set nsf$i up"
 done > "$work/links.batch"
 ip -batch "$work/ns.batch"; ip -batch "$work/links.batch"
-cat > "$work/agent.yaml" <<'Y'
+cat > "$work/agent.yaml" <<Y
 receivers:
   netns:
     collection_interval: 1s
     scan_proc: false
 resolvers:
   interfaces:
+    transport:
+      enabled: $transport
 exporters:
   prometheus:
     endpoint: 127.0.0.1:19392

@@ -99,8 +99,8 @@ impl NetnsReceiver {
 }
 
 /// The agent's own network namespace, asked once: it is the process's, and no thread but the
-/// dedicated setns thread ever leaves it, so it cannot change (and a stat of
-/// `/proc/self/ns/net` every scan was a tenth of a small node's cycle).
+/// dedicated setns thread ever leaves it, so it cannot change (a stat of `/proc/self/ns/net`,
+/// a path walk through procfs, every scan would find the same answer).
 fn host_netns() -> Result<NetnsKey, ReceiverError> {
     static HOST: OnceLock<NetnsKey> = OnceLock::new();
     if let Some(key) = HOST.get() {
