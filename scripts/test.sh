@@ -103,7 +103,7 @@ step "fuzzing"
 # Fuzzing (cargo fuzz, on the stable toolchain through RUSTC_BOOTSTRAP): each target for a short
 # fixed budget; a crash fails the run and leaves its input under fuzz/artifacts/. Without a
 # sanitizer (`-s none`): every fuzzed parser is safe Rust, where AddressSanitizer has nothing to
-# find, and instrumenting every dependency with it was most of this step's build; with debug
+# find, and without it each target makes several times the runs in its budget; with debug
 # assertions (`-a`), so that an arithmetic overflow is a crash.
 if ! command -v cargo-fuzz >/dev/null; then
   cargo install cargo-fuzz --locked
