@@ -57,7 +57,8 @@ impl Service {
     /// resolvers may block (netlink requests, which can wait on the kernel's RTNL lock; file
     /// scans): that holds up only the next cycle, never a scrape or a health probe. And a
     /// steady cycle needs no thread hand-off: handing each blocking step to tokio's blocking
-    /// pool cost two thread wake-ups a step, which was a fifth of a 250-pod cycle.
+    /// pool cost two thread wake-ups a step (about 0.1 ms of a cycle's CPU on the benchmark's
+    /// VM, docs/benchmarks.md).
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         let exporters = self.unique_exporters();
         self.start_components(&exporters).await?;
@@ -265,8 +266,8 @@ async fn receive_loop(
     let mut event_scan = false; // this scan was started by an event
     loop {
         let started = tokio::time::Instant::now();
-        // At debug level: the OTLP traces layer (which filters no level) gets it, the log
-        // layer at its usual `info` does not, and does not format its fields every cycle.
+        // At debug level: the OTLP traces layer (netshim's spans from debug up) gets it, the
+        // log layer at its usual `info` does not, and does not format its fields every cycle.
         let span = tracing::debug_span!("netshim.receive", receiver = %id);
         match receiver.collect().instrument(span).await {
             Ok(found) => {

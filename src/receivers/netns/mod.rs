@@ -5,7 +5,7 @@ mod cgroup;
 mod scan;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -80,15 +80,15 @@ impl ComponentConfig for Config {
 }
 
 pub struct NetnsReceiver {
-    config: Arc<Config>,
-    uids: Arc<Mutex<ScanCache>>,
+    config: Config,
+    uids: Mutex<ScanCache>,
 }
 
 impl NetnsReceiver {
     pub fn new(config: Config) -> Self {
         NetnsReceiver {
-            config: Arc::new(config),
-            uids: Arc::default(),
+            config,
+            uids: Mutex::default(),
         }
     }
 

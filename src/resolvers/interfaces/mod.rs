@@ -16,7 +16,7 @@
 mod resolve;
 mod transport;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -94,13 +94,13 @@ impl ComponentConfig for Config {
 }
 
 pub struct InterfacesResolver {
-    mapper: Arc<Mutex<InterfaceMapper>>,
+    mapper: Mutex<InterfaceMapper>,
 }
 
 impl InterfacesResolver {
     pub fn new(config: Config) -> Self {
         InterfacesResolver {
-            mapper: Arc::new(Mutex::new(InterfaceMapper::new(config))),
+            mapper: Mutex::new(InterfaceMapper::new(config)),
         }
     }
 }
