@@ -81,20 +81,36 @@ impl ComponentConfig for Config {
 
 pub struct NetnsReceiver {
     config: Config,
-    uids: Mutex<ScanCache>,
+    /// What one scan keeps for the next (pod uids by process, folder listings, the mount
+    /// watch).
+    cache: Mutex<ScanCache>,
 }
 
 impl NetnsReceiver {
     pub fn new(config: Config) -> Self {
         NetnsReceiver {
             config,
-            uids: Mutex::default(),
+            cache: Mutex::default(),
         }
     }
 
     /// One scan on the calling thread (it reads files: call it where blocking is fine).
     pub fn scan_blocking(&self) -> Result<Vec<Sandbox>, ReceiverError> {
-        scan_with(&self.config, &self.uids)
+        let host = host_netns()?;
+        let plan = ScanPlan {
+            folders: &self.config.paths,
+            proc_root: self
+                .config
+                .scan_proc
+                .then_some(self.config.proc_path.as_path()),
+            // The agent's own mount table, whatever `proc_path` says (that is the host's /proc).
+            proc_mounts: Some(Path::new("/proc")),
+            host,
+        };
+        // A poisoned lock only means an earlier scan panicked mid-update; the cache is still a
+        // valid map, at worst missing entries.
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(scan(&plan, &mut cache))
     }
 }
 
@@ -114,27 +130,12 @@ fn host_netns() -> Result<NetnsKey, ReceiverError> {
     Ok(*HOST.get_or_init(|| key))
 }
 
-fn scan_with(config: &Config, uids: &Mutex<ScanCache>) -> Result<Vec<Sandbox>, ReceiverError> {
-    let host = host_netns()?;
-    let plan = ScanPlan {
-        folders: &config.paths,
-        proc_root: config.scan_proc.then_some(config.proc_path.as_path()),
-        // The agent's own mount table, whatever `proc_path` says (that is the host's /proc).
-        proc_mounts: Some(Path::new("/proc")),
-        host,
-    };
-    // A poisoned lock only means an earlier scan panicked mid-update; the cache is still a
-    // valid map, at worst missing entries.
-    let mut uids = uids.lock().unwrap_or_else(|e| e.into_inner());
-    Ok(scan(&plan, &mut uids))
-}
-
 #[async_trait]
 impl Receiver for NetnsReceiver {
     /// Scans on the calling thread: the collection thread, where blocking is fine (see
     /// `Receiver::collect`).
     async fn collect(&self) -> Result<Vec<Sandbox>, ReceiverError> {
-        scan_with(&self.config, &self.uids)
+        self.scan_blocking()
     }
 
     fn collection_interval(&self) -> Duration {
