@@ -457,7 +457,7 @@ fn discover(receiver: &NetnsReceiver, mapper: &mut InterfaceMapper) -> Result<Cy
     let t0 = Instant::now();
     let sandboxes = receiver.scan_blocking().context("netns scan")?;
     let t1 = Instant::now();
-    let mut batch = Batch::from_sandboxes(sandboxes);
+    let mut batch = Batch::from_sandboxes(&sandboxes);
     mapper.resolve(&mut batch).context("interfaces resolve")?;
     let t2 = Instant::now();
     let cpu1 = cpu_time()?;

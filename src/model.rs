@@ -134,32 +134,16 @@ impl PodIdentity {
     }
 }
 
+/// One receiver's scan, shared: the receive loop publishes it and each cycle reads it without
+/// copying the list, and a receiver whose scan found what its last one did hands out the same
+/// list again.
+pub type Sandboxes = Arc<Vec<Sandbox>>;
+
 /// See [`Sandbox::merge_key`].
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum MergeKey {
     Netns(NetnsKey),
     SandboxId(String),
-}
-
-/// Merges the sandboxes several receivers reported into one record per pod, in receiver order.
-pub fn merge_sandboxes(lists: impl IntoIterator<Item = Vec<Sandbox>>) -> Vec<Sandbox> {
-    let mut out: Vec<Sandbox> = Vec::new();
-    let mut index: foldhash::HashMap<MergeKey, usize> = foldhash::HashMap::default();
-    for list in lists {
-        for sandbox in list {
-            match sandbox.merge_key() {
-                Some(key) => match index.get(&key) {
-                    Some(&at) => out[at].absorb(sandbox),
-                    None => {
-                        index.insert(key, out.len());
-                        out.push(sandbox);
-                    }
-                },
-                None => out.push(sandbox),
-            }
-        }
-    }
-    out
 }
 
 /// The 64-bit interface counters, from the pod's point of view: `rx_bytes` is what the pod
@@ -511,9 +495,43 @@ pub struct Batch {
 }
 
 impl Batch {
-    pub fn from_sandboxes(sandboxes: impl IntoIterator<Item = Sandbox>) -> Self {
+    /// The cycle's batch from the receivers' latest scans, in config order: one pod per
+    /// namespace (else per runtime sandbox id), the records several receivers made of one pod
+    /// merged into one (the first receiver's values win, see [`Sandbox::absorb`]). Each sandbox
+    /// is copied once, straight from the shared scan into its pod.
+    pub fn from_receivers<'a, L>(lists: impl IntoIterator<Item = L>) -> Self
+    where
+        L: IntoIterator<Item = &'a Sandbox>,
+        L::IntoIter: ExactSizeIterator,
+    {
+        let mut pods: Vec<PodNetwork> = Vec::new();
+        let mut index: foldhash::HashMap<MergeKey, usize> = foldhash::HashMap::default();
+        for list in lists {
+            let list = list.into_iter();
+            // Sized for the first list, which is usually all of them (one receiver) and else
+            // the most: nothing grows while a cycle's pods go in.
+            pods.reserve(list.len());
+            index.reserve(list.len());
+            for sandbox in list {
+                match sandbox.merge_key() {
+                    Some(key) => match index.get(&key) {
+                        Some(&at) => pods[at].sandbox.absorb(sandbox.clone()),
+                        None => {
+                            index.insert(key, pods.len());
+                            pods.push(PodNetwork::new(sandbox.clone()));
+                        }
+                    },
+                    None => pods.push(PodNetwork::new(sandbox.clone())),
+                }
+            }
+        }
+        Batch { pods }
+    }
+
+    /// A batch of copies of `sandboxes`, as they are (tests, benchmarks).
+    pub fn from_sandboxes(sandboxes: &[Sandbox]) -> Self {
         Batch {
-            pods: sandboxes.into_iter().map(PodNetwork::new).collect(),
+            pods: sandboxes.iter().cloned().map(PodNetwork::new).collect(),
         }
     }
 }
@@ -576,7 +594,8 @@ mod tests {
             netns: Some(ns(11)),
             ..Sandbox::default()
         };
-        let merged = merge_sandboxes([vec![from_runtime], vec![from_scan, other]]);
+        let batch = Batch::from_receivers([&vec![from_runtime], &vec![from_scan, other]]);
+        let merged: Vec<&Sandbox> = batch.pods.iter().map(|p| &p.sandbox).collect();
         assert_eq!(merged.len(), 2);
         let pod = merged[0].pod.as_ref().unwrap();
         assert_eq!(pod.name.as_deref(), Some("web"));

@@ -9,7 +9,7 @@ mod support;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use netshim::model::{Batch, PodNetwork, Sandbox};
+use netshim::model::{Batch, PodNetwork, Sandbox, Sandboxes};
 use netshim::receivers::Receiver;
 use netshim::receivers::cri::{Config as CriConfig, CriReceiver, Endpoint};
 use netshim::resolvers::interfaces::{Config as InterfacesConfig, InterfaceMapper};
@@ -33,10 +33,10 @@ fn by_name<'a>(sandboxes: &'a [Sandbox], name: &str) -> &'a Sandbox {
 }
 
 /// Maps sandboxes to interfaces on a blocking thread, as the agent does.
-async fn map(sandboxes: Vec<Sandbox>) -> Vec<PodNetwork> {
+async fn map(sandboxes: Sandboxes) -> Vec<PodNetwork> {
     tokio::task::spawn_blocking(move || {
         let mut mapper = InterfaceMapper::new(InterfacesConfig::default());
-        let mut batch = Batch::from_sandboxes(sandboxes);
+        let mut batch = Batch::from_sandboxes(&sandboxes);
         mapper.resolve(&mut batch).expect("resolve");
         batch.pods
     })

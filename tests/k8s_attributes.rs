@@ -57,7 +57,7 @@ async fn cycle(
             scan_proc: false,
             ..NetnsConfig::default()
         });
-        let mut batch = Batch::from_sandboxes(receiver.scan_blocking().expect("scan"));
+        let mut batch = Batch::from_sandboxes(&receiver.scan_blocking().expect("scan"));
         m.resolve(&mut batch).expect("interfaces");
         (m, batch)
     })

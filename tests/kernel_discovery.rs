@@ -20,7 +20,7 @@ use support::*;
 fn cycle(mapper: &mut InterfaceMapper) -> Vec<PodNetwork> {
     let receiver = NetnsReceiver::new(NetnsConfig::default());
     let sandboxes = receiver.scan_blocking().expect("scan");
-    let mut batch = Batch::from_sandboxes(sandboxes);
+    let mut batch = Batch::from_sandboxes(&sandboxes);
     mapper.resolve(&mut batch).expect("resolve");
     batch.pods
 }
@@ -293,7 +293,7 @@ fn namespaces_vanishing_mid_scan_are_skipped_and_the_rest_reported() {
     drop(proc);
 
     let mut mapper = InterfaceMapper::new(InterfacesConfig::default());
-    let mut batch = Batch::from_sandboxes(sandboxes);
+    let mut batch = Batch::from_sandboxes(&sandboxes);
     mapper.resolve(&mut batch).expect("the cycle completes");
     let found: Vec<u64> = batch
         .pods

@@ -89,7 +89,7 @@ fn discover(mapper: &mut InterfaceMapper, mine: &[&Netns]) -> Vec<PodNetwork> {
         let sandboxes = NetnsReceiver::new(NetnsConfig::default())
             .scan_blocking()
             .expect("scan");
-        let mut batch = Batch::from_sandboxes(sandboxes);
+        let mut batch = Batch::from_sandboxes(&sandboxes);
         mapper.resolve(&mut batch).expect("resolve");
         let inodes: Vec<u64> = mine
             .iter()

@@ -236,7 +236,7 @@ fn a_pod_whose_counters_cannot_be_read_is_reported_without_them() {
             scan_proc: false,
             ..NetnsConfig::default()
         });
-        let mut batch = Batch::from_sandboxes(receiver.scan_blocking().expect("scan"));
+        let mut batch = Batch::from_sandboxes(&receiver.scan_blocking().expect("scan"));
         mapper.resolve(&mut batch).expect("resolve");
         batch
             .pods

@@ -4,7 +4,7 @@ use std::time::{Instant, SystemTime};
 
 use tracing::{Instrument, warn};
 
-use crate::model::{Batch, Sandbox, Snapshot, merge_sandboxes};
+use crate::model::{Batch, Sandboxes, Snapshot};
 use crate::resolvers::StartContext;
 use crate::self_metrics::AgentMetrics;
 
@@ -15,11 +15,11 @@ use super::Pipeline;
 pub async fn resolve(
     pipeline: &Pipeline,
     node: &str,
-    found: Vec<Vec<Sandbox>>,
+    found: &[Sandboxes],
     metrics: &AgentMetrics,
 ) -> Snapshot {
     let started = Instant::now();
-    let mut batch = Batch::from_sandboxes(merge_sandboxes(found));
+    let mut batch = Batch::from_receivers(found.iter().map(|list| list.iter()));
     for (id, resolver) in &pipeline.resolvers {
         let span =
             tracing::debug_span!("netshim.resolve", pipeline = %pipeline.name, resolver = %id);
@@ -66,5 +66,5 @@ pub async fn collect_once(pipeline: &Pipeline, node: &str) -> anyhow::Result<Sna
     if found.is_empty() && !failures.is_empty() {
         anyhow::bail!("every receiver failed: {}", failures.join("; "));
     }
-    Ok(resolve(pipeline, node, found, &AgentMetrics::default()).await)
+    Ok(resolve(pipeline, node, &found, &AgentMetrics::default()).await)
 }

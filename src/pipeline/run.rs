@@ -5,21 +5,22 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
-use tracing::{Instrument, info, warn};
+use tracing::{Instrument, debug, info, warn};
 
 use crate::backoff::Backoff;
 use crate::exporters::Exporter;
 use crate::extensions::Extension;
 use crate::health::Health;
-use crate::model::Sandbox;
+use crate::model::Sandboxes;
 use crate::receivers::Receiver;
 use crate::resolvers::StartContext;
 use crate::self_metrics::AgentMetrics;
+use crate::sys::alarm::Alarm;
 
 use super::{Service, cycle, events};
 
@@ -46,7 +47,7 @@ const TRIM_EVERY: u64 = 10;
 const SHUTDOWN_LIMIT: Duration = Duration::from_secs(10);
 
 /// A receiver's latest good result, `None` before its first.
-type Latest = watch::Receiver<Option<Arc<Vec<Sandbox>>>>;
+type Latest = watch::Receiver<Option<Sandboxes>>;
 
 impl Service {
     /// Starts the exporters, then runs until `shutdown` completes, then stops the exporters.
@@ -255,7 +256,7 @@ async fn stop(
 async fn receive_loop(
     id: String,
     receiver: Arc<dyn Receiver>,
-    tx: watch::Sender<Option<Arc<Vec<Sandbox>>>>,
+    tx: watch::Sender<Option<Sandboxes>>,
     health: Health,
     metrics: Arc<AgentMetrics>,
     mut early: watch::Receiver<u64>,
@@ -263,9 +264,10 @@ async fn receive_loop(
     let interval = receiver.collection_interval();
     let key = format!("receivers::{id}");
     let mut backoff = receiver_backoff(interval);
+    let mut timer = Timer::new();
     let mut event_scan = false; // this scan was started by an event
     loop {
-        let started = tokio::time::Instant::now();
+        let started = Instant::now();
         // At debug level: the OTLP traces layer (netshim's spans from debug up) gets it, the
         // log layer at its usual `info` does not, and does not format its fields every cycle.
         let span = tracing::debug_span!("netshim.receive", receiver = %id);
@@ -276,7 +278,7 @@ async fn receive_loop(
                 }
                 backoff.reset();
                 // Nobody listening only means every pipeline has stopped.
-                if tx.send(Some(Arc::new(found))).is_err() {
+                if tx.send(Some(found)).is_err() {
                     return;
                 }
                 let wait = if event_scan {
@@ -284,7 +286,7 @@ async fn receive_loop(
                 } else {
                     interval
                 };
-                event_scan = until_due_or_event(started + wait, &mut early).await;
+                event_scan = timer.until_due_or_event(started + wait, &mut early).await;
             }
             Err(e) => {
                 metrics.error("receiver", &id);
@@ -295,7 +297,7 @@ async fn receive_loop(
                 // Events do not cut a failing receiver's backoff short: on a busy node host
                 // link changes come several times a second, and each would retry a dead
                 // runtime.
-                tokio::time::sleep_until(started + backoff.next_delay()).await;
+                timer.sleep_until(started + backoff.next_delay()).await;
                 early.mark_unchanged();
                 event_scan = false;
             }
@@ -303,20 +305,48 @@ async fn receive_loop(
     }
 }
 
-/// Waits until `due` or an event, whichever comes first; true for an event. After an event it
-/// lets the rest of the burst (a pod's veth, its namespace, its addresses) land.
-async fn until_due_or_event(due: tokio::time::Instant, early: &mut watch::Receiver<u64>) -> bool {
-    tokio::select! {
-        () = tokio::time::sleep_until(due) => false,
-        changed = early.changed() => {
-            if changed.is_err() {
-                // No more events (shutting down): the interval still holds.
-                tokio::time::sleep_until(due).await;
-                return false;
+/// What a receive loop sleeps on: the kernel's timer (`sys::alarm`: one wake-up at the
+/// deadline), or tokio's when no timerfd could be made.
+struct Timer {
+    alarm: Option<Alarm>,
+}
+
+impl Timer {
+    fn new() -> Self {
+        let alarm = Alarm::new()
+            .inspect_err(|e| debug!(error = %e, "no timerfd; sleeping on tokio's timer"))
+            .ok();
+        Timer { alarm }
+    }
+
+    async fn sleep_until(&mut self, due: Instant) {
+        if let Some(alarm) = self.alarm.as_mut() {
+            match alarm.sleep_until(due).await {
+                Ok(()) => return,
+                Err(e) => {
+                    debug!(error = %e, "timerfd failed; sleeping on tokio's timer from now on");
+                    self.alarm = None;
+                }
             }
-            tokio::time::sleep(EVENT_SETTLE).await;
-            early.mark_unchanged();
-            true
+        }
+        tokio::time::sleep_until(due.into()).await;
+    }
+
+    /// Waits until `due` or an event, whichever comes first; true for an event. After an
+    /// event it lets the rest of the burst (a pod's veth, its namespace, its addresses) land.
+    async fn until_due_or_event(&mut self, due: Instant, early: &mut watch::Receiver<u64>) -> bool {
+        tokio::select! {
+            () = self.sleep_until(due) => false,
+            changed = early.changed() => {
+                if changed.is_err() {
+                    // No more events (shutting down): the interval still holds.
+                    self.sleep_until(due).await;
+                    return false;
+                }
+                tokio::time::sleep(EVENT_SETTLE).await;
+                early.mark_unchanged();
+                true
+            }
         }
     }
 }
@@ -343,13 +373,13 @@ async fn pipeline_loop(
         if inputs.len() > 1 {
             tokio::time::sleep(DEBOUNCE).await;
         }
-        let found: Vec<Vec<Sandbox>> = inputs
+        let found: Vec<Sandboxes> = inputs
             .iter_mut()
-            .filter_map(|rx| rx.borrow_and_update().as_ref().map(|v| v.as_ref().clone()))
+            .filter_map(|rx| rx.borrow_and_update().clone())
             .collect();
         let span = tracing::debug_span!("netshim.cycle", pipeline = %pipeline.name);
         let snapshot = Arc::new(
-            cycle::resolve(&pipeline, &node, found, &metrics)
+            cycle::resolve(&pipeline, &node, &found, &metrics)
                 .instrument(span)
                 .await,
         );

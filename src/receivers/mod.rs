@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::model::Sandbox;
+use crate::model::Sandboxes;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReceiverError {
@@ -25,7 +25,8 @@ pub trait Receiver: Send + Sync {
     /// One scan. Individual entries that cannot be read are skipped (and logged) inside; an error
     /// means nothing could be scanned at all. Called on the collection thread (or by
     /// `netshim discover`), where blocking calls are fine: nothing else waits on that thread.
-    async fn collect(&self) -> Result<Vec<Sandbox>, ReceiverError>;
+    /// A receiver may hand out the same list again when it knows nothing changed.
+    async fn collect(&self) -> Result<Sandboxes, ReceiverError>;
 
     /// How often the pipeline asks for a scan.
     fn collection_interval(&self) -> Duration;

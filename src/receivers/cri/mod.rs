@@ -27,7 +27,7 @@ use tracing::{info, warn};
 
 use crate::component::{BuildSite, ComponentConfig, Factory};
 use crate::config::{ConfigErrors, Validate};
-use crate::model::Sandbox;
+use crate::model::{Sandbox, Sandboxes};
 use crate::receivers::ReceiverFactory;
 
 use super::{Receiver, ReceiverError};
@@ -223,14 +223,16 @@ impl CriReceiver {
 
 #[async_trait]
 impl Receiver for CriReceiver {
-    async fn collect(&self) -> Result<Vec<Sandbox>, ReceiverError> {
+    async fn collect(&self) -> Result<Sandboxes, ReceiverError> {
         let mut state = self.state.lock().await;
         let result = self.scan(&mut state).await;
         if result.as_ref().is_err_and(CriError::is_transport) {
             // The runtime may be restarting, or its socket may have moved: connect anew.
             state.client = None;
         }
-        result.map_err(|e| ReceiverError::Scan(e.to_string()))
+        result
+            .map(Arc::new)
+            .map_err(|e| ReceiverError::Scan(e.to_string()))
     }
 
     fn collection_interval(&self) -> Duration {

@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use crate::component::{BuildSite, ComponentConfig, Factory};
 use crate::config::{ConfigErrors, Validate};
-use crate::model::{NetnsKey, Sandbox};
+use crate::model::{NetnsKey, Sandboxes};
 use crate::receivers::ReceiverFactory;
 use crate::sys::netns::own_netns_key;
 
@@ -95,7 +95,7 @@ impl NetnsReceiver {
     }
 
     /// One scan on the calling thread (it reads files: call it where blocking is fine).
-    pub fn scan_blocking(&self) -> Result<Vec<Sandbox>, ReceiverError> {
+    pub fn scan_blocking(&self) -> Result<Sandboxes, ReceiverError> {
         let host = host_netns()?;
         let plan = ScanPlan {
             folders: &self.config.paths,
@@ -134,7 +134,7 @@ fn host_netns() -> Result<NetnsKey, ReceiverError> {
 impl Receiver for NetnsReceiver {
     /// Scans on the calling thread: the collection thread, where blocking is fine (see
     /// `Receiver::collect`).
-    async fn collect(&self) -> Result<Vec<Sandbox>, ReceiverError> {
+    async fn collect(&self) -> Result<Sandboxes, ReceiverError> {
         self.scan_blocking()
     }
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use tracing::debug;
 
-use crate::model::{NetnsKey, NetnsRef, PodIdentity, Sandbox};
+use crate::model::{NetnsKey, NetnsRef, PodIdentity, Sandbox, Sandboxes};
 use crate::sys::mounts::MountWatch;
 use crate::sys::netns::{NsFileKey, stat_key};
 
@@ -56,6 +56,8 @@ pub struct ScanCache {
     real_paths: HashMap<PathBuf, PathBuf>,
     mounts: Option<MountWatch>,
     scans: u32,
+    /// The last scan's result, handed out again while nothing it came from can have changed.
+    last: Option<Sandboxes>,
 }
 
 /// A folder's namespaces as last listed.
@@ -88,7 +90,11 @@ impl FolderStamp {
 /// Scans for every network namespace other than the host's, deduplicated by (device, inode).
 /// Entries that vanish or deny access while being read are skipped with a debug line: processes
 /// and mounts come and go during any scan.
-pub fn scan(plan: &ScanPlan<'_>, cache: &mut ScanCache) -> Vec<Sandbox> {
+///
+/// When nothing the last result came from can have changed (no folder listed again, no symlink
+/// to follow, no `/proc` to walk), that result is handed out again: in the steady state of a
+/// bind-mount-only scan, a scan is one `poll` and one `stat` per folder, and no copy.
+pub fn scan(plan: &ScanPlan<'_>, cache: &mut ScanCache) -> Sandboxes {
     let mut found: HashMap<NetnsKey, Found> = HashMap::new();
     // Whether every folder must be listed again: asked once per scan, since the watch reports
     // each mount change once.
@@ -108,6 +114,7 @@ pub fn scan(plan: &ScanPlan<'_>, cache: &mut ScanCache) -> Vec<Sandbox> {
     }
     // `/var/run` is usually a symlink to `/run`: list each real folder once.
     let mut folders_seen = Vec::new();
+    let mut relisted = false;
     for folder in plan.folders {
         let real = match cache.real_paths.get(folder) {
             Some(real) => real.clone(),
@@ -124,11 +131,13 @@ pub fn scan(plan: &ScanPlan<'_>, cache: &mut ScanCache) -> Vec<Sandbox> {
         let listing = match (cache.folders.get(&real), stamp) {
             (Some(l), Some(stamp)) if !full && l.stamp == stamp => l,
             _ => {
+                relisted = true;
                 let listing = list_folder(folder, stamp);
                 cache.folders.insert(real.clone(), listing);
                 &cache.folders[&real]
             }
         };
+        relisted |= !listing.links.is_empty();
         let links = listing
             .links
             .iter()
@@ -150,9 +159,17 @@ pub fn scan(plan: &ScanPlan<'_>, cache: &mut ScanCache) -> Vec<Sandbox> {
         }
         folders_seen.push(real);
     }
+    let before = cache.folders.len();
     cache
         .folders
         .retain(|folder, _| folders_seen.contains(folder));
+    relisted |= cache.folders.len() != before;
+    if !relisted
+        && plan.proc_root.is_none()
+        && let Some(last) = cache.last.as_ref()
+    {
+        return Arc::clone(last);
+    }
     if let Some(proc_root) = plan.proc_root {
         scan_proc(proc_root, plan.host, &mut found);
     }
@@ -195,6 +212,8 @@ pub fn scan(plan: &ScanPlan<'_>, cache: &mut ScanCache) -> Vec<Sandbox> {
         s.netns.as_ref().map(|n| n.path.as_os_str().as_bytes())
     }
     sandboxes.sort_unstable_by(|a, b| path_bytes(a).cmp(&path_bytes(b)));
+    let sandboxes = Arc::new(sandboxes);
+    cache.last = Some(Arc::clone(&sandboxes));
     sandboxes
 }
 
@@ -286,5 +305,84 @@ fn read_pod_uid(proc_root: &Path, pid: u32) -> Option<String> {
             debug!(pid, error = %e, "cgroup not readable");
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A folder of plain files stands in for a folder of bind mounts: the scan keys each entry by
+    /// its (device, inode) and keeps those on the "host's" device, which the test says is the
+    /// folder's.
+    struct Folder(PathBuf);
+
+    impl Folder {
+        fn new(name: &str) -> Self {
+            let dir = std::env::temp_dir().join(format!("nst-scan-{name}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            Folder(dir)
+        }
+
+        fn plan(&self) -> ScanPlan<'_> {
+            let dev = std::fs::metadata(&self.0).unwrap().dev();
+            ScanPlan {
+                folders: std::slice::from_ref(&self.0),
+                proc_root: None,
+                proc_mounts: Some(Path::new("/proc")),
+                host: NetnsKey { dev, inode: 0 },
+            }
+        }
+    }
+
+    impl Drop for Folder {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn names(list: &[Sandbox]) -> Vec<String> {
+        list.iter()
+            .filter_map(|s| s.netns.as_ref())
+            .map(|n| n.path.file_name().unwrap().to_string_lossy().into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn an_unchanged_folder_gives_the_same_list_without_a_copy() {
+        let folder = Folder::new("reuse");
+        for name in ["b", "a"] {
+            std::fs::write(folder.0.join(name), "").unwrap();
+        }
+        let plan = folder.plan();
+        let mut cache = ScanCache::default();
+        let first = scan(&plan, &mut cache);
+        assert_eq!(names(&first), ["a", "b"]);
+        // Another test of this process mounting something makes one scan list again; a second
+        // try then finds nothing changed.
+        let reused = (0..5).any(|_| {
+            let before = scan(&plan, &mut cache);
+            Arc::ptr_eq(&before, &scan(&plan, &mut cache))
+        });
+        assert!(reused, "nothing changed, yet every scan made a new list");
+
+        std::fs::write(folder.0.join("c"), "").unwrap();
+        let grown = scan(&plan, &mut cache);
+        assert_eq!(names(&grown), ["a", "b", "c"], "a namespace added is seen");
+        std::fs::remove_file(folder.0.join("a")).unwrap();
+        assert_eq!(names(&scan(&plan, &mut cache)), ["b", "c"], "and one removed");
+    }
+
+    #[test]
+    fn a_folder_with_symlinks_is_followed_every_scan() {
+        let folder = Folder::new("links");
+        let target = folder.0.join("target");
+        std::fs::write(&target, "").unwrap();
+        std::os::unix::fs::symlink(&target, folder.0.join("link")).unwrap();
+        let plan = folder.plan();
+        let mut cache = ScanCache::default();
+        let first = scan(&plan, &mut cache);
+        assert!(!Arc::ptr_eq(&first, &scan(&plan, &mut cache)));
     }
 }
