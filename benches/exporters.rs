@@ -75,7 +75,7 @@ pub fn snapshot(pods: usize) -> Snapshot {
                         tx_dropped: 0,
                     },
                 )],
-                transport: Some(TransportCounters {
+                transport: Some(std::sync::Arc::new(TransportCounters {
                     tcp_active_opens: 12_345 + i as u64,
                     tcp_segments_received: 9_876_543,
                     tcp_segments_sent: 8_765_432,
@@ -84,7 +84,7 @@ pub fn snapshot(pods: usize) -> Snapshot {
                     udp_datagrams_received: 45_678,
                     udp_datagrams_sent: 45_600,
                     ..TransportCounters::default()
-                }),
+                })),
             }
         })
         .collect();

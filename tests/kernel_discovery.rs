@@ -365,6 +365,7 @@ fn counters_are_exact_and_from_the_pods_point_of_view() {
     // The namespace's own UDP counters, read in its first cycle (on every kernel of the matrix).
     let udp_before = pod_before
         .transport
+        .clone()
         .expect("the pod's TCP/UDP counters are read");
     let host_rx_before = host_counter("lxcnstcnt0", "rx_bytes");
     let host_tx_before = host_counter("lxcnstcnt0", "tx_bytes");
@@ -419,6 +420,7 @@ fn counters_are_exact_and_from_the_pods_point_of_view() {
     let udp_after = pod_at(&fresh, "/run/netns/nst-counters")
         .unwrap()
         .transport
+        .clone()
         .expect("the pod's TCP/UDP counters are read");
     assert_eq!(
         udp_after.udp_datagrams_received - udp_before.udp_datagrams_received,

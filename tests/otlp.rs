@@ -366,7 +366,11 @@ async fn grpc_export_carries_pods_counters_and_mapping() {
                 .filter(|p| !p.sandbox.host_network)
                 .find(|p| p.sandbox.pod.as_ref().and_then(|id| id.uid.as_deref()) == uid)
                 .unwrap();
-            assert_eq!(r["value"], (f.get)(&pod.transport.unwrap()), "{name}");
+            assert_eq!(
+                r["value"],
+                (f.get)(pod.transport.as_ref().unwrap()),
+                "{name}"
+            );
         }
     }
     // Values: exactly what the mapper read.

@@ -547,11 +547,11 @@ mod tests {
     #[test]
     fn transport_counters_are_points_of_the_pods_resource_with_units_and_kernel_names() {
         let mut p = pod(Some("u1"), 1, vec![iface("eth0", 2, 1, None)]);
-        p.transport = Some(TransportCounters {
+        p.transport = Some(std::sync::Arc::new(TransportCounters {
             tcp_retransmitted_segments: 7,
             tcp_established_connections: 3,
             ..TransportCounters::default()
-        });
+        }));
         let mut series = SeriesStarts::default();
         let (req, points) = to_request(&snapshot(100, vec![p.clone()]), None, &mut series);
         assert_eq!(points, POINTS_PER_INTERFACE + TRANSPORT_FIELDS.len());
@@ -577,7 +577,7 @@ mod tests {
 
         // The start stays while the counters grow, and resets when one goes back.
         let mut later = p.clone();
-        later.transport.as_mut().unwrap().tcp_retransmitted_segments = 9;
+        std::sync::Arc::make_mut(later.transport.as_mut().unwrap()).tcp_retransmitted_segments = 9;
         let (req, _) = to_request(&snapshot(110, vec![later.clone()]), None, &mut series);
         let start = |req: &ExportMetricsServiceRequest| {
             let m = &req.resource_metrics[0].scope_metrics[0].metrics;
@@ -591,7 +591,7 @@ mod tests {
             }
         };
         assert_eq!(start(&req), 100_000_000_000);
-        later.transport.as_mut().unwrap().tcp_retransmitted_segments = 1;
+        std::sync::Arc::make_mut(later.transport.as_mut().unwrap()).tcp_retransmitted_segments = 1;
         let (req, _) = to_request(&snapshot(120, vec![later]), None, &mut series);
         assert_eq!(start(&req), 120_000_000_000);
     }

@@ -371,7 +371,11 @@ mod tests {
         let grown = scan(&plan, &mut cache);
         assert_eq!(names(&grown), ["a", "b", "c"], "a namespace added is seen");
         std::fs::remove_file(folder.0.join("a")).unwrap();
-        assert_eq!(names(&scan(&plan, &mut cache)), ["b", "c"], "and one removed");
+        assert_eq!(
+            names(&scan(&plan, &mut cache)),
+            ["b", "c"],
+            "and one removed"
+        );
     }
 
     #[test]

@@ -63,7 +63,7 @@ fn pod(namespace: &str, name: &str, app: &str, ifaces: &[(&str, &str)]) -> PodNe
     PodNetwork {
         sandbox,
         interfaces: ifaces.iter().map(|(n, k)| iface(n, k)).collect(),
-        transport: Some(TransportCounters::default()),
+        transport: Some(std::sync::Arc::new(TransportCounters::default())),
     }
 }
 

@@ -247,6 +247,9 @@ pub struct InterfaceMapper {
     /// What the host's notifications said since the last cycle.
     host_notices: LinkNotices,
     handles: HashMap<NetnsKey, NetnsHandle>,
+    /// The namespaces of the cycle's batch: kept between cycles only so that its table is not
+    /// allocated and grown again every cycle.
+    wanted: HashSet<NetnsKey>,
     /// Where a thread inside a pod namespace finds that namespace's counter files.
     mib_dir: PathBuf,
     /// Fault injection for tests: runs after new namespaces are opened, before anything is
@@ -268,6 +271,7 @@ impl InterfaceMapper {
             host_changed: false,
             host_notices: LinkNotices::default(),
             handles: HashMap::new(),
+            wanted: HashSet::new(),
             mib_dir: PathBuf::from(OWN_NET_DIR),
             #[cfg(feature = "fault-injection")]
             after_open: None,
@@ -314,12 +318,15 @@ impl InterfaceMapper {
         self.note_host_changes()
             .map_err(|e| self.host_failed("cannot watch the host's links", e))?;
 
-        let wanted: HashSet<NetnsKey> = batch
-            .pods
-            .iter()
-            .filter(|p| !p.sandbox.host_network)
-            .filter_map(|p| p.sandbox.netns.as_ref().map(NetnsRef::key))
-            .collect();
+        let wanted = &mut self.wanted;
+        wanted.clear();
+        wanted.extend(
+            batch
+                .pods
+                .iter()
+                .filter(|p| !p.sandbox.host_network)
+                .filter_map(|p| p.sandbox.netns.as_ref().map(NetnsRef::key)),
+        );
         // Release namespaces that are gone first, so their veths can go too.
         self.handles.retain(|key, _| wanted.contains(key));
         self.open_new(batch);
@@ -526,16 +533,16 @@ fn refresh_all(
         // One buffer for every counter file of the share: a steady read allocates nothing.
         let mut buf = Vec::new();
         part.iter_mut()
-            .map(|(key, handle)| {
-                let result = handle.refresh(config);
-                if result.is_ok() {
+            .filter_map(|(key, handle)| match handle.refresh(config) {
+                Ok(()) => {
                     handle.transport.refresh(now, interval, &mut buf, key.inode);
+                    None
                 }
-                (*key, result)
+                Err(e) => Some((*key, e)),
             })
             .collect::<Vec<_>>()
     };
-    let results: Vec<(NetnsKey, Result<(), NetlinkError>)> = if share >= entries.len() {
+    if share >= entries.len() {
         refresh_share(&mut entries)
     } else {
         std::thread::scope(|scope| {
@@ -557,18 +564,14 @@ fn refresh_all(
                                     op: "refresh",
                                     detail: "worker thread panicked".into(),
                                 };
-                                (k, Err(e))
+                                (k, e)
                             })
                             .collect()
                     })
                 })
                 .collect()
         })
-    };
-    results
-        .into_iter()
-        .filter_map(|(key, result)| result.err().map(|e| (key, e)))
-        .collect()
+    }
 }
 
 /// Fills one pod in from its namespace's cached links and peers; false drops it from the

@@ -2,6 +2,7 @@
 //! files they are read from (opened inside the namespace with its socket), the last values
 //! read, and when.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tracing::warn;
@@ -15,7 +16,7 @@ pub(super) enum Transport {
     Off,
     On {
         files: MibFiles,
-        last: Option<TransportCounters>,
+        last: Option<Arc<TransportCounters>>,
         read_at: Option<Instant>,
     },
 }
@@ -30,9 +31,9 @@ impl Transport {
         }
     }
 
-    pub(super) fn last(&self) -> Option<TransportCounters> {
+    pub(super) fn last(&self) -> Option<Arc<TransportCounters>> {
         match self {
-            Transport::On { last, .. } => *last,
+            Transport::On { last, .. } => last.clone(),
             Transport::Off => None,
         }
     }
@@ -60,7 +61,7 @@ impl Transport {
         }
         match files.read(buf) {
             Ok(stats) => {
-                *last = Some(transport_counters(stats));
+                *last = Some(Arc::new(transport_counters(stats)));
                 *read_at = Some(now);
             }
             Err(e) => {
