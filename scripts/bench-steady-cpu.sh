@@ -11,15 +11,16 @@
 # ticks, so only approximate). With a C compiler it also runs scripts/stats-floor.c side by
 # side, the kernel's floor: one stats request per pod a second and nothing else.
 # TRANSPORT=false in the environment runs the agents without the TCP/UDP counters
-# (`transport.enabled: false`).
+# (`transport.enabled: false`). ROUNDS=N runs N interleaved rounds instead of 2; the last lines
+# give each binary's (and the floor's) median over the rounds.
 # Everything goes with the namespace when the script ends.
 set -euo pipefail
 [ $# -ge 3 ] || { sed -n '2,10p' "$0" >&2; exit 2; }
 [ "$(id -u)" = 0 ] || { echo "needs root" >&2; exit 1; }
 here=$(cd "$(dirname "$0")" && pwd)
-exec unshare --mount --net --propagation private bash -s "$here" "${TRANSPORT:-true}" "$@" <<'INNER'
+exec unshare --mount --net --propagation private bash -s "$here" "${TRANSPORT:-true}" "${ROUNDS:-2}" "$@" <<'INNER'
 set -euo pipefail
-here=$1 transport=$2 pods=$3 secs=$4; shift 4
+here=$1 transport=$2 rounds=$3 pods=$4 secs=$5; shift 5
 mkdir -p /run/netns && mount -t tmpfs bench-netns /run/netns
 ip link set lo up
 work=$(mktemp -d)
@@ -57,7 +58,10 @@ floor=""
 if command -v cc >/dev/null; then
   cc -O2 -o "$work/stats-floor" "$here/stats-floor.c" && floor="$work/stats-floor"
 fi
-for round in 1 2; do
+# Every round's figure per binary (and for the floor), one per line, for the medians.
+: > "$work/rounds"
+median() { sort -n | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.2f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+for round in $(seq 1 "$rounds"); do
   for bin in "$@"; do
     "$bin" run -c "$work/agent.yaml" >/dev/null 2>&1 &
     pid=$!
@@ -70,10 +74,17 @@ for round in 1 2; do
     kill "$pid"; wait "$pid" 2>/dev/null || true
     awk -v b="$bin" -v r="$round" -v u=$(( (u1 - u0) * tick_ms )) -v s=$(( (s1 - s0) * tick_ms )) \
       -v ns=$(( r1 - r0 )) -v n="$secs" -v t="$t0/$t1" \
-      'BEGIN { printf "%s round %d: %.2f ms per cycle (user ~%.1f, sys ~%.1f; threads %s)\n", b, r, ns/1e6/n, u/n, s/n, t }'
+      'BEGIN { printf "%s round %d: %.2f ms per cycle (user ~%.1f, sys ~%.1f; threads %s)\n", b, r, ns/1e6/n, u/n, s/n, t }' \
+      | tee -a "$work/rounds"
   done
   if [ -n "$floor" ]; then
-    echo "kernel floor (scripts/stats-floor.c) round $round: $("$floor" nsf- "$pods" "${#pods}" 5 "$secs") ms per cycle"
+    f=$("$floor" nsf- "$pods" "${#pods}" 5 "$secs")
+    echo "kernel floor (scripts/stats-floor.c) round $round: $f ms per cycle"
+    echo "kernel floor round $round: $f ms per cycle" >> "$work/rounds"
   fi
+done
+for bin in "$@" "kernel floor"; do
+  m=$(grep -F "$bin round " "$work/rounds" | sed -E 's/.*: ([0-9.]+) ms per cycle.*/\1/' | median)
+  [ -z "$m" ] || echo "median of $rounds rounds: $bin $m ms per cycle"
 done
 INNER
