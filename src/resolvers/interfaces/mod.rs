@@ -51,9 +51,11 @@ pub struct TransportConfig {
     /// Default: true.
     pub enabled: bool,
     /// How often each namespace's counters are read again; the cycles in between publish the
-    /// last values read. One read costs the kernel about five times a cycle's stats request
-    /// (it prints both files whole), so they are read less often than the interface counters.
-    /// A new pod's are read in its first cycle. Default: 30s; at least 1s.
+    /// last values read. One read costs the kernel 10-15 times a cycle's stats request (it
+    /// prints both files whole: about 60 µs a pod, measured), so they are read less often than
+    /// the interface counters: every 60 s they add about a tenth to a steady cycle's CPU at
+    /// 1-second cycles, every 30 s a fifth to a third (docs/benchmarks.md). A new pod's are
+    /// read in its first cycle. Default: 60s; at least 1s.
     #[serde(with = "humantime_serde")]
     pub interval: Duration,
 }
@@ -62,7 +64,7 @@ impl Default for TransportConfig {
     fn default() -> Self {
         TransportConfig {
             enabled: true,
-            interval: Duration::from_secs(30),
+            interval: Duration::from_secs(60),
         }
     }
 }
