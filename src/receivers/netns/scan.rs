@@ -95,49 +95,15 @@ impl FolderStamp {
 /// to follow, no `/proc` to walk), that result is handed out again: in the steady state of a
 /// bind-mount-only scan, a scan is one `poll` and one `stat` per folder, and no copy.
 pub fn scan(plan: &ScanPlan<'_>, cache: &mut ScanCache) -> Sandboxes {
-    let mut found: HashMap<NetnsKey, Found> = HashMap::new();
-    // Whether every folder must be listed again: asked once per scan, since the watch reports
-    // each mount change once.
-    let mounts_changed = match cache.mounts.as_mut() {
-        Some(watch) => watch.changed(),
-        None => {
-            cache.mounts = plan
-                .proc_mounts
-                .and_then(|proc| MountWatch::open(proc).ok());
-            true
-        }
-    };
-    cache.scans = cache.scans.wrapping_add(1);
-    let full = mounts_changed || cache.scans.is_multiple_of(FULL_SCAN_EVERY);
-    if full {
-        cache.real_paths.clear();
+    let (folders, changed) = refresh_listings(plan, cache);
+    if !changed
+        && plan.proc_root.is_none()
+        && let Some(last) = cache.last.as_ref()
+    {
+        return Arc::clone(last);
     }
-    // `/var/run` is usually a symlink to `/run`: list each real folder once.
-    let mut folders_seen = Vec::new();
-    let mut relisted = false;
-    for folder in plan.folders {
-        let real = match cache.real_paths.get(folder) {
-            Some(real) => real.clone(),
-            None => {
-                let real = std::fs::canonicalize(folder).unwrap_or_else(|_| folder.clone());
-                cache.real_paths.insert(folder.clone(), real.clone());
-                real
-            }
-        };
-        if folders_seen.contains(&real) {
-            continue;
-        }
-        let stamp = FolderStamp::of(&real);
-        let listing = match (cache.folders.get(&real), stamp) {
-            (Some(l), Some(stamp)) if !full && l.stamp == stamp => l,
-            _ => {
-                relisted = true;
-                let listing = list_folder(folder, stamp);
-                cache.folders.insert(real.clone(), listing);
-                &cache.folders[&real]
-            }
-        };
-        relisted |= !listing.links.is_empty();
+    let mut found: HashMap<NetnsKey, Found> = HashMap::new();
+    for listing in folders.iter().filter_map(|real| cache.folders.get(real)) {
         let links = listing
             .links
             .iter()
@@ -157,18 +123,6 @@ pub fn scan(plan: &ScanPlan<'_>, cache: &mut ScanCache) -> Sandboxes {
                 pid: None,
             });
         }
-        folders_seen.push(real);
-    }
-    let before = cache.folders.len();
-    cache
-        .folders
-        .retain(|folder, _| folders_seen.contains(folder));
-    relisted |= cache.folders.len() != before;
-    if !relisted
-        && plan.proc_root.is_none()
-        && let Some(last) = cache.last.as_ref()
-    {
-        return Arc::clone(last);
     }
     if let Some(proc_root) = plan.proc_root {
         scan_proc(proc_root, plan.host, &mut found);
@@ -215,6 +169,61 @@ pub fn scan(plan: &ScanPlan<'_>, cache: &mut ScanCache) -> Sandboxes {
     let sandboxes = Arc::new(sandboxes);
     cache.last = Some(Arc::clone(&sandboxes));
     sandboxes
+}
+
+/// Brings each folder's listing up to date: listed again when its stamp moved, the mount table
+/// changed, or a full scan is due; forgotten when no longer configured. Gives the real folders
+/// in configuration order, and whether what they hold may differ from the last scan's (a folder
+/// listed again or forgotten, or a symlink, whose target can change unseen).
+fn refresh_listings(plan: &ScanPlan<'_>, cache: &mut ScanCache) -> (Vec<PathBuf>, bool) {
+    // Whether every folder must be listed again: asked once per scan, since the watch reports
+    // each mount change once.
+    let mounts_changed = match cache.mounts.as_mut() {
+        Some(watch) => watch.changed(),
+        None => {
+            cache.mounts = plan
+                .proc_mounts
+                .and_then(|proc| MountWatch::open(proc).ok());
+            true
+        }
+    };
+    cache.scans = cache.scans.wrapping_add(1);
+    let full = mounts_changed || cache.scans.is_multiple_of(FULL_SCAN_EVERY);
+    if full {
+        cache.real_paths.clear();
+    }
+    // `/var/run` is usually a symlink to `/run`: list each real folder once.
+    let mut folders: Vec<PathBuf> = Vec::new();
+    let mut changed = false;
+    for folder in plan.folders {
+        let real = match cache.real_paths.get(folder) {
+            Some(real) => real.clone(),
+            None => {
+                let real = std::fs::canonicalize(folder).unwrap_or_else(|_| folder.clone());
+                cache.real_paths.insert(folder.clone(), real.clone());
+                real
+            }
+        };
+        if folders.contains(&real) {
+            continue;
+        }
+        let stamp = FolderStamp::of(&real);
+        let current = match (cache.folders.get(&real), stamp) {
+            (Some(l), Some(stamp)) if !full && l.stamp == stamp => !l.links.is_empty(),
+            _ => {
+                cache
+                    .folders
+                    .insert(real.clone(), list_folder(folder, stamp));
+                true
+            }
+        };
+        changed |= current;
+        folders.push(real);
+    }
+    let before = cache.folders.len();
+    cache.folders.retain(|folder, _| folders.contains(folder));
+    changed |= cache.folders.len() != before;
+    (folders, changed)
 }
 
 /// What `folder` holds, in listing order: the bind mounts with their keys, and the symlinks.
