@@ -136,6 +136,28 @@ fn metrics_pass_promtool_and_a_real_prometheus_scrapes_them() {
     );
 
     // The text format: values are the kernel's, from the pod's side (the host end transmitted).
+    // Read for eth0 by name: a namespace may hold other links (a kernel with tunnel modules
+    // gives every new namespace its `tunl0`/`sit0`). The kernel's figure is what the agent must
+    // reach; it is waited for (bounded) rather than taken from the first scrape, and a miss
+    // shows the whole document and the kernel's own view of both ends.
+    let eth0 = [netns_label, "interface=\"eth0\""];
+    let mut text = String::new();
+    let mut last_kernel = 0;
+    let agreed = wait_until(Duration::from_secs(10), || {
+        let Ok(r) = get(&url, &[]) else { return false };
+        text = r.text();
+        last_kernel = host_counter("lxcnstprom0", "tx_bytes");
+        sample_with(&text, "netshim_pod_network_receive_bytes_total", &eth0)
+            .is_some_and(|rx| rx as u64 == last_kernel && last_kernel == 4 * (42 + 200))
+    });
+    assert!(
+        agreed,
+        "pod rx should be the host end's tx ({last_kernel}, expected {}) on /metrics:\n{text}\n\
+         kernel, pod side: {}\nkernel, host side: {}",
+        4 * (42 + 200),
+        ns.output(&["-s", "link", "show", "eth0"]),
+        ip_output(&["-s", "link", "show", "lxcnstprom0"]),
+    );
     let r = get(&url, &[]).unwrap();
     assert!(
         r.header("content-type")
@@ -143,31 +165,10 @@ fn metrics_pass_promtool_and_a_real_prometheus_scrapes_them() {
             .starts_with("text/plain; version=0.0.4")
     );
     let text = r.text();
-    let rx = sample_with(
-        &text,
-        "netshim_pod_network_receive_bytes_total",
-        &[netns_label],
-    )
-    .unwrap();
-    assert_eq!(
-        rx as u64,
-        host_counter("lxcnstprom0", "tx_bytes"),
-        "pod rx = host end tx"
-    );
-    assert_eq!(rx as u64, 4 * (42 + 200));
-    let rxp = sample_with(
-        &text,
-        "netshim_pod_network_receive_packets_total",
-        &[netns_label],
-    )
-    .unwrap();
+    let rxp = sample_with(&text, "netshim_pod_network_receive_packets_total", &eth0).unwrap();
     assert_eq!(rxp as u64, 4);
-    let tx = sample_with(
-        &text,
-        "netshim_pod_network_transmit_bytes_total",
-        &[netns_label],
-    )
-    .unwrap();
+    assert_eq!(rxp as u64, host_counter("lxcnstprom0", "tx_packets"));
+    let tx = sample_with(&text, "netshim_pod_network_transmit_bytes_total", &eth0).unwrap();
     assert_eq!(tx as u64, host_counter("lxcnstprom0", "rx_bytes"));
     assert!(text.contains("host_interface=\"lxcnstprom0\""));
     assert!(text.contains("netshim_build_info{version="));

@@ -31,6 +31,18 @@ pub fn ip_quiet(args: &[&str]) {
         .status();
 }
 
+/// What `ip ARGS…` prints (stdout, then stderr): for failure messages.
+pub fn ip_output(args: &[&str]) -> String {
+    match Command::new("ip").args(args).output() {
+        Ok(out) => format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+        Err(e) => format!("ip {}: {e}", args.join(" ")),
+    }
+}
+
 /// Whether a link of that name exists in the root namespace.
 pub fn host_link_exists(name: &str) -> bool {
     std::path::Path::new("/sys/class/net").join(name).exists()
@@ -90,6 +102,13 @@ impl Netns {
         let mut all = vec!["-n", self.name.as_str()];
         all.extend_from_slice(args);
         ip(&all);
+    }
+
+    /// What `ip -n NAME ARGS…` prints: for failure messages.
+    pub fn output(&self, args: &[&str]) -> String {
+        let mut all = vec!["-n", self.name.as_str()];
+        all.extend_from_slice(args);
+        ip_output(&all)
     }
 
     /// Deletes it now (the drop then does nothing).
