@@ -141,6 +141,8 @@ fn metrics_pass_promtool_and_a_real_prometheus_scrapes_them() {
     // reach; it is waited for (bounded) rather than taken from the first scrape, and a miss
     // shows the whole document and the kernel's own view of both ends.
     let eth0 = [netns_label, "interface=\"eth0\""];
+    // Four datagrams of 200 bytes, each with 14 (Ethernet) + 20 (IPv4) + 8 (UDP) on the wire.
+    let sent: u64 = 4 * (42 + 200);
     let mut text = String::new();
     let mut last_kernel = 0;
     let agreed = wait_until(Duration::from_secs(10), || {
@@ -148,13 +150,12 @@ fn metrics_pass_promtool_and_a_real_prometheus_scrapes_them() {
         text = r.text();
         last_kernel = host_counter("lxcnstprom0", "tx_bytes");
         sample_with(&text, "netshim_pod_network_receive_bytes_total", &eth0)
-            .is_some_and(|rx| rx as u64 == last_kernel && last_kernel == 4 * (42 + 200))
+            .is_some_and(|rx| rx as u64 == last_kernel && last_kernel == sent)
     });
     assert!(
         agreed,
-        "pod rx should be the host end's tx ({last_kernel}, expected {}) on /metrics:\n{text}\n\
+        "pod rx should be the host end's tx ({last_kernel}, expected {sent}) on /metrics:\n{text}\n\
          kernel, pod side: {}\nkernel, host side: {}",
-        4 * (42 + 200),
         ns.output(&["-s", "link", "show", "eth0"]),
         ip_output(&["-s", "link", "show", "lxcnstprom0"]),
     );
@@ -265,10 +266,7 @@ fn metrics_pass_promtool_and_a_real_prometheus_scrapes_them() {
             &err[err.len().saturating_sub(2000)..]
         );
     }
-    assert!(
-        answer.contains(&format!("\"{}\"", 4 * (42 + 200))),
-        "{answer}"
-    );
+    assert!(answer.contains(&format!("\"{sent}\"")), "{answer}");
     assert!(answer.contains("\"job\":\"netshim\""), "{answer}");
 
     // The pod goes: its series go within a cycle.
